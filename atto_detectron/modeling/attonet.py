@@ -1,0 +1,239 @@
+"""AttoNet as a Detectron2 backbone: stem, residual modules (Fig. 2) and stages."""
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+
+import fvcore.nn.weight_init as weight_init
+
+from .attonet_spec import IDENTITY, STAGE_NAMES, AttoModuleSpec, AttoNetSpec, get_attonet_spec
+
+__all__ = [
+    "AttoNetStem",
+    "AttoModule",
+    "AttoNet",
+    "attonet_norm",
+    "build_attonet_backbone",
+]
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    # AttoNet widths (139, 467, 5, ...) are rarely multiples of Detectron2's fixed 32
+    # groups: use the largest group count <= 32 that divides the width.
+    num_groups = max(g for g in range(1, 33) if channels % g == 0)
+    return nn.GroupNorm(num_groups, channels)
+
+
+def attonet_norm(norm: Union[str, Callable, None]) -> Union[str, Callable, None]:
+    """
+    Maps a norm name to what :func:`detectron2.layers.get_norm` takes, with "GN" adapted
+    to AttoNet's widths (largest divisor <= 32 of the width as the group count). All
+    other names ("BN", "SyncBN", "FrozenBN", "naiveSyncBN", "", ...) pass through.
+    """
+    return _group_norm if norm == "GN" else norm
+
+
+class AttoNetStem(CNNBlockBase):
+    """
+    7x7 conv (stride 2) -> norm -> ReLU -> 3x3 max-pool (stride 2).
+
+    Input ``(N, in_channels, H, W)``, output ``(N, out_channels, ceil(H/4), ceil(W/4))``.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 8, norm="BN"):
+        super().__init__(in_channels, out_channels, 4)
+        self.conv1 = Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=7,
+            stride=2,
+            padding=3,
+            bias=False,
+            norm=get_norm(attonet_norm(norm), out_channels),
+        )
+        weight_init.c2_msra_fill(self.conv1)
+
+    def forward(self, x):
+        x = F.relu_(self.conv1(x))
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+
+class AttoModule(CNNBlockBase):
+    """
+    The machine-designed residual module of Fig. 2, pre-activation style::
+
+        x -> norm -> ReLU -+-> 1x1 compression (cin -> c) -> norm -> ReLU
+                           |   -> 3x3 depthwise, multiplier M (c -> g = M*c, groups = c)
+                           |   -> 1x1 mixing (g -> p) -> norm -> ReLU
+                           |   -> 1x1 decompression (p -> o) ------------------------ (+) -> out
+                           +-> 1x1 projection (cin -> o), only for a projection shortcut -^
+        x ------------------- (identity shortcut) ------------------------------------^
+
+    The stride (2 where the module downsamples) is on the 3x3 conv and the projection.
+    Input ``(N, cin, H, W)``, output ``(N, o, ceil(H/stride), ceil(W/stride))``.
+    """
+
+    def __init__(self, in_channels: int, spec: AttoModuleSpec, norm="BN"):
+        super().__init__(in_channels, spec.out_channels, spec.stride)
+        norm = attonet_norm(norm)
+        c, g, p, o = spec.compression, spec.depthwise, spec.mixing, spec.out_channels
+
+        self.preact_norm = get_norm(norm, in_channels)
+        if spec.shortcut == IDENTITY:
+            self.shortcut = None
+        else:
+            self.shortcut = Conv2d(in_channels, o, 1, stride=spec.stride, bias=False)
+        self.compression = Conv2d(in_channels, c, 1, bias=False, norm=get_norm(norm, c))
+        self.depthwise = Conv2d(
+            c, g, 3, stride=spec.stride, padding=1, groups=c, bias=False
+        )
+        self.mixing = Conv2d(g, p, 1, bias=False, norm=get_norm(norm, p))
+        self.decompression = Conv2d(p, o, 1, bias=False)
+
+        for layer in [self.shortcut, self.compression, self.depthwise, self.mixing, self.decompression]:
+            if layer is not None:
+                weight_init.c2_msra_fill(layer)
+
+    def forward(self, x):
+        out = F.relu(self.preact_norm(x))
+        if self.shortcut is not None:
+            # As in pre-activation ResNets, the projection sees the normalized input.
+            shortcut = self.shortcut(out)
+        else:
+            shortcut = x
+        out = F.relu_(self.compression(out))
+        out = self.depthwise(out)
+        out = F.relu_(self.mixing(out))
+        out = self.decompression(out)
+        return out + shortcut
+
+
+class AttoNet(Backbone):
+    """
+    An AttoNet (any :class:`AttoNetSpec`) as a Detectron2 backbone.
+
+    Outputs are named like Detectron2's ResNet: "stem" (stride 4) and "res2".."res5"
+    (strides 4, 8, 16, 32). Stages are pre-activation, so "resN" outputs are the residual
+    stream itself (not normalized); FPN's lateral convs take them as they are. Stages
+    after the last requested output are not built.
+    """
+
+    def __init__(
+        self,
+        spec: Union[str, AttoNetSpec],
+        in_channels: int = 3,
+        out_features: Optional[Sequence[str]] = None,
+        norm="BN",
+        freeze_at: int = 0,
+    ):
+        """
+        Args:
+            spec: variant name ("A".."D", "AttoNet-A", ...) or an :class:`AttoNetSpec`.
+            in_channels: channels of the input image.
+            out_features: names of the outputs, among "stem", "res2".."res5";
+                default: ["res5"].
+            norm: normalization for all norm layers: "BN", "SyncBN", "FrozenBN", "GN",
+                ... (see :func:`attonet_norm`).
+            freeze_at: 0 trains everything; 1 freezes the stem; k >= 2 freezes the stem
+                and stages res2 .. res<k> (as Detectron2's ResNet).
+        """
+        super().__init__()
+        self.spec = get_attonet_spec(spec)
+        if out_features is None:
+            out_features = ["res5"]
+        valid = ("stem",) + STAGE_NAMES
+        for name in out_features:
+            assert name in valid, f"AttoNet has no output {name!r}; available: {list(valid)}"
+        num_stages = max(STAGE_NAMES.index(f) + 1 if f != "stem" else 0 for f in out_features)
+
+        self.stem = AttoNetStem(in_channels, self.spec.stem_channels, norm=norm)
+        current_stride = self.stem.stride
+        self._out_feature_strides = {"stem": current_stride}
+        self._out_feature_channels = {"stem": self.stem.out_channels}
+
+        channels = self.stem.out_channels
+        # A ModuleDict (keys "res2".."res5") keeps forward() scriptable.
+        self.stages = nn.ModuleDict()
+        for name, module_specs in zip(STAGE_NAMES[:num_stages], self.spec.stages):
+            blocks = []
+            for module_spec in module_specs:
+                blocks.append(AttoModule(channels, module_spec, norm=norm))
+                channels = module_spec.out_channels
+                current_stride *= module_spec.stride
+            self.stages[name] = nn.Sequential(*blocks)
+            self._out_feature_strides[name] = current_stride
+            self._out_feature_channels[name] = channels
+
+        self._out_features = list(out_features)
+        self.freeze(freeze_at)
+
+    def forward(self, x):
+        """
+        Args:
+            x: images, ``(N, C, H, W)``.
+
+        Returns:
+            dict[str, Tensor]: the requested outputs; "resK" is
+            ``(N, channels, ceil(H / 2**K), ceil(W / 2**K))``.
+        """
+        assert x.dim() == 4, f"AttoNet takes (N, C, H, W) inputs! Got {x.shape} instead!"
+        outputs = {}
+        x = self.stem(x)
+        if "stem" in self._out_features:
+            outputs["stem"] = x
+        for name, stage in self.stages.items():
+            x = stage(x)
+            if name in self._out_features:
+                outputs[name] = x
+        return outputs
+
+    def output_shape(self):
+        return {
+            name: ShapeSpec(
+                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+            )
+            for name in self._out_features
+        }
+
+    @property
+    def size_divisibility(self) -> int:
+        return 32
+
+    def freeze(self, freeze_at: int = 0):
+        """
+        Freezes the stem (freeze_at >= 1) and the first ``freeze_at - 1`` stages: their
+        parameters stop requiring grad and their BatchNorms become FrozenBatchNorm2d.
+
+        Returns:
+            AttoNet: self.
+        """
+        if freeze_at >= 1:
+            self.stem.freeze()
+        for index, stage in enumerate(self.stages.values(), start=2):
+            if freeze_at >= index:
+                for block in stage.children():
+                    block.freeze()
+        return self
+
+
+@BACKBONE_REGISTRY.register()
+def build_attonet_backbone(cfg, input_shape: ShapeSpec) -> AttoNet:
+    """
+    Builds an :class:`AttoNet` from ``cfg.MODEL.ATTONET`` (see :func:`add_attonet_config`).
+    """
+    # fmt: off
+    variant      = cfg.MODEL.ATTONET.VARIANT
+    out_features = cfg.MODEL.ATTONET.OUT_FEATURES
+    norm         = cfg.MODEL.ATTONET.NORM
+    freeze_at    = cfg.MODEL.ATTONET.FREEZE_AT
+    # fmt: on
+    return AttoNet(
+        variant,
+        in_channels=input_shape.channels,
+        out_features=out_features,
+        norm=norm,
+        freeze_at=freeze_at,
+    )
