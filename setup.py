@@ -6,6 +6,7 @@ the registry, and people who already have their own Detectron2 build must be abl
 install this plugin on top of it. ``make test`` / ``make demo`` install the locked stack
 (``requirements/lock.txt``, which pins the compiled ``sal-detectron2`` wheel).
 """
+
 from setuptools import find_packages, setup
 
 setup(

@@ -3,6 +3,7 @@
 Importing this package registers the AttoNet backbones in Detectron2's
 ``BACKBONE_REGISTRY`` (``build_attonet_backbone``, ``build_attonet_fpn_backbone``).
 """
+
 from ._require_detectron2 import require_detectron2
 
 require_detectron2()

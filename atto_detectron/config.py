@@ -1,4 +1,5 @@
 """Config keys of the AttoNet backbones."""
+
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_attonet_config"]

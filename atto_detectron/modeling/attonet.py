@@ -1,4 +1,5 @@
 """AttoNet as a Detectron2 backbone: stem, residual modules (Fig. 2) and stages."""
+
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch.nn.functional as F
@@ -87,13 +88,17 @@ class AttoModule(CNNBlockBase):
         else:
             self.shortcut = Conv2d(in_channels, o, 1, stride=spec.stride, bias=False)
         self.compression = Conv2d(in_channels, c, 1, bias=False, norm=get_norm(norm, c))
-        self.depthwise = Conv2d(
-            c, g, 3, stride=spec.stride, padding=1, groups=c, bias=False
-        )
+        self.depthwise = Conv2d(c, g, 3, stride=spec.stride, padding=1, groups=c, bias=False)
         self.mixing = Conv2d(g, p, 1, bias=False, norm=get_norm(norm, p))
         self.decompression = Conv2d(p, o, 1, bias=False)
 
-        for layer in [self.shortcut, self.compression, self.depthwise, self.mixing, self.decompression]:
+        for layer in [
+            self.shortcut,
+            self.compression,
+            self.depthwise,
+            self.mixing,
+            self.decompression,
+        ]:
             if layer is not None:
                 weight_init.c2_msra_fill(layer)
 

@@ -15,6 +15,7 @@ plus the module's stride and shortcut kind (identity, or a 1x1 projection where 
 module downsamples or changes the width). Nothing else differs between variants: models
 are built from these tables only.
 """
+
 from dataclasses import asdict, dataclass
 from typing import Dict, Sequence, Tuple, Union
 

@@ -1,4 +1,5 @@
 """AttoNet image classifiers (the networks of Table 2)."""
+
 from typing import Union
 
 import torch

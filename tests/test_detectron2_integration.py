@@ -1,0 +1,166 @@
+"""Registry, config keys, FPN, the shipped configs and the backbone swap."""
+
+import math
+import os
+
+import pytest
+import torch
+
+from detectron2 import model_zoo
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
+from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+import atto_detectron
+from atto_detectron import AttoNet, add_attonet_config
+
+from .conftest import CONFIGS
+
+
+def test_import_registers_both_builders():
+    assert BACKBONE_REGISTRY.get("build_attonet_backbone") is atto_detectron.build_attonet_backbone
+    assert (
+        BACKBONE_REGISTRY.get("build_attonet_fpn_backbone")
+        is atto_detectron.build_attonet_fpn_backbone
+    )
+
+
+def test_config_defaults():
+    cfg = add_attonet_config(get_cfg())
+    assert cfg.MODEL.ATTONET.VARIANT == "A"
+    assert cfg.MODEL.ATTONET.OUT_FEATURES == ["res2", "res3", "res4", "res5"]
+    assert cfg.MODEL.ATTONET.NORM == "BN"
+    assert cfg.MODEL.ATTONET.FREEZE_AT == 0
+
+
+def _cfg(**attonet):
+    cfg = add_attonet_config(get_cfg())
+    cfg.MODEL.DEVICE = "cpu"
+    for key, value in attonet.items():
+        setattr(cfg.MODEL.ATTONET, key, value)
+    return cfg
+
+
+def test_backbone_builder_reads_the_config():
+    cfg = _cfg(VARIANT="attonet-d", OUT_FEATURES=["res3", "res4"], NORM="GN", FREEZE_AT=2)
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_backbone"
+    backbone = build_backbone(cfg, ShapeSpec(channels=3))
+    assert isinstance(backbone, AttoNet)
+    assert backbone.spec.name == "AttoNet-D"
+    assert list(backbone.output_shape()) == ["res3", "res4"]
+    assert isinstance(backbone.stages["res3"][0].preact_norm, torch.nn.GroupNorm)
+    assert not any(p.requires_grad for p in backbone.stages["res2"].parameters())
+    assert all(p.requires_grad for p in backbone.stages["res3"].parameters())
+
+
+def test_wrong_variant_in_config_names_the_valid_ones():
+    cfg = _cfg(VARIANT="F")
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_backbone"
+    with pytest.raises(ValueError, match="'A', 'B', 'C', 'D'"):
+        build_backbone(cfg, ShapeSpec(channels=3))
+
+
+def test_fpn_builder_uses_detectron2_fpn_and_fpn_keys():
+    cfg = _cfg(VARIANT="B")
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_fpn_backbone"
+    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.FPN.OUT_CHANNELS = 64
+    cfg.MODEL.FPN.NORM = "GN"
+    cfg.MODEL.FPN.FUSE_TYPE = "avg"
+    fpn = build_backbone(cfg, ShapeSpec(channels=3))
+    assert isinstance(fpn, FPN) and isinstance(fpn.top_block, LastLevelMaxPool)
+    assert isinstance(fpn.bottom_up, AttoNet)
+    assert fpn._fuse_type == "avg"
+    assert isinstance(fpn.fpn_lateral2.norm, torch.nn.GroupNorm)
+    shapes = fpn.output_shape()
+    assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {
+        "p2": (64, 4),
+        "p3": (64, 8),
+        "p4": (64, 16),
+        "p5": (64, 32),
+        "p6": (64, 64),
+    }
+    assert fpn.size_divisibility == 32
+    outputs = fpn.eval()(torch.randn(1, 3, 96, 128))
+    for name, spec in shapes.items():
+        assert outputs[name].shape == (
+            1,
+            64,
+            math.ceil(96 / spec.stride),
+            math.ceil(128 / spec.stride),
+        )
+
+
+def _load(config_name):
+    cfg = add_attonet_config(get_cfg())
+    cfg.merge_from_file(os.path.join(CONFIGS, config_name))
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def test_shipped_configs_load_through_base():
+    cfg = _load("atto_maskrcnn_voc.yaml")
+    assert cfg.MODEL.BACKBONE.NAME == "build_attonet_fpn_backbone"  # from _BASE_
+    assert cfg.MODEL.ATTONET.VARIANT == "A"
+    assert cfg.MODEL.MASK_ON and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 20
+    assert cfg.SOLVER.MOMENTUM == 0.9
+    assert cfg.INPUT.MASK_FORMAT == "bitmask"
+
+
+def _toy_batch(height=160, width=224):
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8).float()
+    instances = Instances((height, width))
+    instances.gt_boxes = Boxes(
+        torch.tensor([[10.0, 20.0, 100.0, 120.0], [120.0, 30.0, 200.0, 150.0]])
+    )
+    instances.gt_classes = torch.tensor([1, 5])
+    masks = torch.zeros(2, height, width, dtype=torch.bool)
+    masks[0, 20:120, 10:100] = True
+    masks[1, 30:150, 120:200] = True
+    instances.gt_masks = BitMasks(masks)
+    return [{"image": image, "instances": instances, "height": height, "width": width}]
+
+
+def _train_step_and_infer(cfg):
+    model = build_model(cfg)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    backbone_before = [p.detach().clone() for p in model.backbone.bottom_up.parameters()]
+    with EventStorage():
+        losses = model(_toy_batch())
+    assert {"loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+    backbone_after = list(model.backbone.bottom_up.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(backbone_before, backbone_after))
+    model.eval()
+    with torch.no_grad():
+        outputs = model([{"image": _toy_batch()[0]["image"]}])
+    instances = outputs[0]["instances"]
+    assert instances.image_size == (160, 224)
+    assert instances.has("pred_masks") and instances.has("pred_boxes")
+    return model
+
+
+def test_backbone_swap_in_detectron2_model_zoo_config():
+    cfg = get_cfg()
+    add_attonet_config(cfg)
+    cfg.merge_from_file(
+        model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml")
+    )
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_fpn_backbone"
+    cfg.MODEL.DEVICE = "cpu"
+    model = _train_step_and_infer(cfg)
+    assert isinstance(model.backbone.bottom_up, AttoNet)
+
+
+def test_atto_maskrcnn_voc_config_trains_one_step():
+    cfg = _load("atto_maskrcnn_voc.yaml")
+    cfg.MODEL.ATTONET.VARIANT = "D"  # the smallest, to keep the test fast
+    model = _train_step_and_infer(cfg)
+    assert model.roi_heads.num_classes == 20
