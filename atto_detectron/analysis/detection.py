@@ -63,6 +63,7 @@ def fix_test_workload(cfg: CfgNode) -> CfgNode:
     config allows per image, whatever the weights (see :func:`_zero_box_regression`).
     """
     cfg = cfg.clone()
+    cfg.defrost()
     cfg.MODEL.RPN.NMS_THRESH = 1.0
     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 1.0
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0

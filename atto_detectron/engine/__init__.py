@@ -1,0 +1,10 @@
+from .results import format_summary, summarize_ap, write_results
+from .trainer import AttoTrainer, StopOnNonFiniteGradients
+
+__all__ = [
+    "AttoTrainer",
+    "StopOnNonFiniteGradients",
+    "format_summary",
+    "summarize_ap",
+    "write_results",
+]

@@ -1,0 +1,203 @@
+"""tools/train_net.py: training, evaluation, resume, NaN guard, multi-process."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+from detectron2.engine import launch
+
+from .conftest import CONFIGS, REPO_ROOT
+from .toy_dataset import register_toy_dataset
+
+SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
+
+
+def _load_train_net():
+    spec = importlib.util.spec_from_file_location(
+        "train_net", os.path.join(REPO_ROOT, "tools", "train_net.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_net = _load_train_net()
+
+
+def _args(output_dir, *extra, eval_only=False, resume=False, max_iter=12, period=4, num_gpus=1):
+    argv = ["--config", SYNTH_CONFIG]
+    if eval_only:
+        argv.append("--eval-only")
+    if resume:
+        argv.append("--resume")
+    argv += ["--num-gpus", str(num_gpus)]
+    argv += [
+        "DATASETS.TRAIN", "('toy_train',)",
+        "DATASETS.TEST", "('toy_val',)",
+        "MODEL.ATTONET.VARIANT", "D",
+        "SOLVER.MAX_ITER", str(max_iter),
+        "SOLVER.CHECKPOINT_PERIOD", str(period),
+        "SOLVER.WARMUP_ITERS", "2",
+        "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.BASE_LR", "0.01",
+        "DATALOADER.NUM_WORKERS", "0",
+        "SEED", "1",
+        "OUTPUT_DIR", str(output_dir),
+    ] + list(extra)  # fmt: skip
+    return train_net.get_parser().parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    register_toy_dataset("toy_train", str(root / "train"), num_images=8, seed=0)
+    register_toy_dataset("toy_val", str(root / "val"), num_images=4, seed=1)
+    return root
+
+
+def _metrics(output_dir):
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def trained(toy_data, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("train")
+    results = train_net.main(_args(output_dir, max_iter=30, period=10))
+    return output_dir, results
+
+
+def test_training_losses_are_finite_and_fall(trained):
+    output_dir, _ = trained
+    losses = [m["total_loss"] for m in _metrics(output_dir) if "total_loss" in m]
+    # Written every 3 iterations, each the median of the last (up to) 20 iterations.
+    assert len(losses) == 10 and all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_training_writes_checkpoints_and_results(trained):
+    output_dir, results = trained
+    files = set(os.listdir(output_dir))
+    assert {"model_0000009.pth", "model_0000019.pth", "model_final.pth", "last_checkpoint"} <= files
+    assert not [f for f in files if ".tmp" in f]
+    with open(os.path.join(output_dir, "last_checkpoint")) as f:
+        assert f.read() == "model_final.pth"
+    record = json.loads((output_dir / "results.json").read_text())
+    assert set(record["summary"]["toy_val"]) == {"APd", "APm"}
+    assert set(record["summary"]["toy_val"]["APm"]) == {"AP", "AP50", "AP75"}
+    assert record["params"] > 1e6 and record["mult_adds"] > 1e9
+    assert "bbox" in results and "segm" in results
+    # The final evaluation also goes to metrics.json, through Detectron2's EvalHook.
+    assert any("segm/AP50" in m for m in _metrics(output_dir))
+
+
+def test_eval_only_reports_ap_keys(trained, capsys):
+    output_dir, _ = trained
+    weights = str(output_dir / "model_final.pth")
+    eval_dir = output_dir / "eval"
+    results = train_net.main(_args(eval_dir, "MODEL.WEIGHTS", weights, eval_only=True))
+    assert {"AP", "AP50", "AP75"} <= set(results["bbox"]) and {"AP", "AP50"} <= set(results["segm"])
+    printed = capsys.readouterr().out
+    assert "toy_val: APd (box AP): AP" in printed and "APm (mask AP)" in printed
+    record = json.loads((eval_dir / "results.json").read_text())
+    assert record["iteration"] == 29
+
+
+def test_resume_continues_from_the_last_checkpoint(toy_data, tmp_path, monkeypatch):
+    # Interrupt a run right after its checkpoint at iteration 7 (period 4: files at 3, 7).
+    class Interrupted(Exception):
+        pass
+
+    original_save = train_net.AtomicCheckpointer.save
+
+    def save_then_die(self, name, **kwargs):
+        original_save(self, name, **kwargs)
+        if name == "model_0000007":
+            raise Interrupted
+
+    monkeypatch.setattr(train_net.AtomicCheckpointer, "save", save_then_die)
+    with pytest.raises(Interrupted):
+        train_net.main(_args(tmp_path, max_iter=12, period=4))
+    monkeypatch.undo()
+    with open(tmp_path / "last_checkpoint") as f:
+        assert f.read() == "model_0000007.pth"
+    saved = torch.load(tmp_path / "model_0000007.pth")
+    assert saved["iteration"] == 7
+
+    cfg = train_net.setup(_args(tmp_path, resume=True, max_iter=12, period=4))
+    trainer = train_net.AttoTrainer(cfg)
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == 8
+    for name, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(value, saved["model"][name], rtol=0, atol=0)
+    saved_optimizer = saved["trainer"]["_trainer"]["optimizer"]
+    optimizer_state = trainer.optimizer.state_dict()
+    assert len(optimizer_state["state"]) == len(saved_optimizer["state"]) > 0
+    for key, state in saved_optimizer["state"].items():
+        torch.testing.assert_close(
+            optimizer_state["state"][key]["momentum_buffer"], state["momentum_buffer"]
+        )
+    saved_scheduler = saved["trainer"]["hooks"]["LRScheduler"]
+    assert trainer.scheduler.state_dict() == saved_scheduler
+    assert trainer.scheduler.last_epoch == 8
+    trainer.train()
+    assert trainer.iter == 12
+    with open(tmp_path / "last_checkpoint") as f:
+        assert f.read() == "model_final.pth"
+
+
+def test_nan_loss_stops_before_the_step(toy_data, tmp_path, monkeypatch):
+    cfg = train_net.setup(_args(tmp_path, max_iter=6, period=2))
+    trainer = train_net.AttoTrainer(cfg)
+    model = trainer.model
+    original_forward = model.forward
+
+    def forward(batched_inputs):
+        losses = original_forward(batched_inputs)
+        if trainer.iter == 3:
+            losses["loss_cls"] = losses["loss_cls"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(model, "forward", forward)
+    with pytest.raises(FloatingPointError, match="iteration 3.*model_0000001.pth.*--resume"):
+        trainer.train()
+    weights = {k: v for k, v in model.state_dict().items()}
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    assert not (tmp_path / "model_final.pth").exists()
+
+
+def _two_process_worker(output_dir, toy_root):
+    register_toy_dataset("toy_train", os.path.join(toy_root, "train"), num_images=8, seed=0)
+    register_toy_dataset("toy_val", os.path.join(toy_root, "val"), num_images=4, seed=1)
+    from detectron2.utils import comm
+
+    args = _args(output_dir, "TEST.EVAL_PERIOD", "0", max_iter=4, period=100, num_gpus=2)
+    cfg = train_net.setup(args)
+    trainer = train_net.AttoTrainer(cfg)
+    trainer.train()
+    weights = {k: v.detach().clone() for k, v in trainer.model.module.named_parameters()}
+    torch.save(
+        {"iter": trainer.iter, "weights": weights},
+        os.path.join(output_dir, f"rank{comm.get_rank()}.pth"),
+    )
+
+
+def test_two_process_gloo_training_keeps_ranks_identical(toy_data, tmp_path):
+    launch(
+        _two_process_worker,
+        num_gpus_per_machine=2,
+        dist_url="auto",
+        args=(str(tmp_path), str(toy_data)),
+    )
+    rank0 = torch.load(tmp_path / "rank0.pth")
+    rank1 = torch.load(tmp_path / "rank1.pth")
+    assert rank0["iter"] == rank1["iter"] == 4
+    initial = train_net.AttoTrainer.build_model(train_net.setup(_args(tmp_path / "init")))
+    changed = 0
+    for name, value in rank0["weights"].items():
+        torch.testing.assert_close(rank1["weights"][name], value, rtol=0, atol=0)
+        changed += not torch.equal(value, initial.state_dict()[name])
+    assert changed > 0
