@@ -164,3 +164,25 @@ def test_atto_maskrcnn_voc_config_trains_one_step():
     cfg.MODEL.ATTONET.VARIANT = "D"  # the smallest, to keep the test fast
     model = _train_step_and_infer(cfg)
     assert model.roi_heads.num_classes == 20
+
+
+SHIPPED_CONFIGS = sorted(
+    os.path.relpath(os.path.join(root, f), CONFIGS)
+    for root, _, files in os.walk(CONFIGS)
+    for f in files
+    if f.endswith(".yaml") and not f.startswith("Base-")
+)
+
+
+@pytest.mark.parametrize("config_name", SHIPPED_CONFIGS)
+def test_every_shipped_config_builds_a_20_class_mask_rcnn(config_name):
+    cfg = _load(config_name)
+    model = build_model(cfg)
+    assert model.roi_heads.num_classes == 20 and cfg.MODEL.MASK_ON
+    assert cfg.SOLVER.MOMENTUM == 0.9
+    assert cfg.DATASETS.TRAIN and cfg.DATASETS.TEST
+    if cfg.MODEL.BACKBONE.NAME == "build_attonet_fpn_backbone":
+        assert isinstance(model.backbone.bottom_up, AttoNet)
+        expected = {"": "A", "_B": "B", "_C": "C", "_D": "D"}
+        suffix = os.path.splitext(config_name)[0].rsplit("voc", 1)[-1].rsplit("synth", 1)[-1]
+        assert model.backbone.bottom_up.spec.name == f"AttoNet-{expected[suffix]}"
