@@ -1,5 +1,4 @@
-"""Detectron2's DefaultTrainer, adapted: CPU multi-process, atomic checkpoints, finite-loss guard."""
-
+"""Detectron2's DefaultTrainer, adapted: CPU multi-process, atomic checkpoints, NaN guard."""
 import logging
 import os
 import weakref
@@ -38,14 +37,14 @@ class StopOnNonFiniteGradients(HookBase):
             raise FloatingPointError(
                 f"Loss or gradients became NaN/inf at iteration {self.trainer.iter}; training "
                 f"stopped before the optimizer step, so no corrupt weights were saved. Last "
-                f"checkpoint: {last or 'none yet'}. Lower SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, "
-                f"then rerun with --resume."
+                f"checkpoint: {last or 'none yet'}. Lower SOLVER.BASE_LR or raise "
+                f"SOLVER.WARMUP_ITERS, then rerun with --resume."
             )
 
 
 class AttoTrainer(DefaultTrainer):
     """
-    DefaultTrainer with three changes:
+    DefaultTrainer with four changes:
 
     * models on CPU are wrapped in DistributedDataParallel without ``device_ids``, so
       multi-process training runs on CPU (Gloo) as well as on GPUs (NCCL);
