@@ -18,6 +18,8 @@ from .modeling import (  # noqa: E402
     build_attonet_classifier,
     build_attonet_fpn_backbone,
     get_attonet_spec,
+    load_attonet_spec,
+    save_attonet_spec,
 )
 
 __version__ = "0.1.0"
@@ -32,4 +34,6 @@ __all__ = [
     "build_attonet_classifier",
     "build_attonet_fpn_backbone",
     "get_attonet_spec",
+    "load_attonet_spec",
+    "save_attonet_spec",
 ]

@@ -12,6 +12,9 @@ def add_attonet_config(cfg):
 
     Keys:
         VARIANT: "A".."D" (or "AttoNet-A".."AttoNet-D"), the networks of Table 1.
+        SPEC: path of a spec file (yaml/json, the format of
+            :func:`atto_detectron.modeling.save_attonet_spec`) describing another AttoNet,
+            e.g. one found by tools/explore_design.py; when set, it replaces VARIANT.
         OUT_FEATURES: outputs among "stem", "res2".."res5" (strides 4, 4, 8, 16, 32).
         NORM: "BN", "SyncBN", "FrozenBN", "GN" (groups adapted to AttoNet widths), "".
         FREEZE_AT: 0 trains all layers (the default: AttoNets here start from scratch
@@ -20,6 +23,7 @@ def add_attonet_config(cfg):
     """
     cfg.MODEL.ATTONET = CN()
     cfg.MODEL.ATTONET.VARIANT = "A"
+    cfg.MODEL.ATTONET.SPEC = ""
     cfg.MODEL.ATTONET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     cfg.MODEL.ATTONET.NORM = "BN"
     cfg.MODEL.ATTONET.FREEZE_AT = 0

@@ -3,7 +3,14 @@ import re
 
 import pytest
 
-from atto_detectron import ATTONET_VARIANTS, AttoNetSpec, get_attonet_spec
+from atto_detectron import (
+    ATTONET_VARIANTS,
+    AttoNetSpec,
+    build_attonet_classifier,
+    get_attonet_spec,
+    load_attonet_spec,
+    save_attonet_spec,
+)
 from atto_detectron.modeling.attonet_spec import STAGE_NAMES
 
 
@@ -81,3 +88,39 @@ def test_spec_dict_missing_keys():
     del data["stages"]["res4"]
     with pytest.raises(ValueError, match="res4|Malformed"):
         AttoNetSpec.from_dict(data)
+
+
+def _custom_spec():
+    # AttoNet-D with a wider res2 mixing conv: a network that is none of Table 1's.
+    data = ATTONET_VARIANTS["D"].to_dict()
+    data["name"] = "AttoNet-custom"
+    data["stages"]["res2"][0]["mixing"] = 24
+    return AttoNetSpec.from_dict(data)
+
+
+@pytest.mark.parametrize("extension", [".yaml", ".yml", ".json"])
+def test_spec_file_round_trip(tmp_path, extension):
+    spec = _custom_spec()
+    path = save_attonet_spec(spec, str(tmp_path / f"net{extension}"))
+    assert load_attonet_spec(path) == spec
+    # Anywhere a variant name is taken, a spec file is too.
+    assert get_attonet_spec(path) == spec
+    classifier = build_attonet_classifier(path, num_classes=5)
+    assert classifier.spec == spec
+    assert classifier.backbone.stages["res2"][0].mixing.out_channels == 24
+
+
+def test_spec_file_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        get_attonet_spec(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    data = _custom_spec().to_dict()
+    data["stages"]["res3"][1]["depthwise"] = 7
+    bad.write_text(__import__("yaml").safe_dump(data))
+    with pytest.raises(ValueError, match=r"bad\.yaml.*g must be M \* c"):
+        load_attonet_spec(str(bad))
+    (tmp_path / "empty.yml").write_text("")
+    with pytest.raises(ValueError, match="empty.yml"):
+        load_attonet_spec(str(tmp_path / "empty.yml"))
+    with pytest.raises(ValueError, match="must end in"):
+        save_attonet_spec(_custom_spec(), str(tmp_path / "net.txt"))

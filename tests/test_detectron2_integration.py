@@ -34,6 +34,7 @@ def test_config_defaults():
     assert cfg.MODEL.ATTONET.OUT_FEATURES == ["res2", "res3", "res4", "res5"]
     assert cfg.MODEL.ATTONET.NORM == "BN"
     assert cfg.MODEL.ATTONET.FREEZE_AT == 0
+    assert cfg.MODEL.ATTONET.SPEC == ""
 
 
 def _cfg(**attonet):
@@ -54,6 +55,22 @@ def test_backbone_builder_reads_the_config():
     assert isinstance(backbone.stages["res3"][0].preact_norm, torch.nn.GroupNorm)
     assert not any(p.requires_grad for p in backbone.stages["res2"].parameters())
     assert all(p.requires_grad for p in backbone.stages["res3"].parameters())
+
+
+def test_spec_file_in_config_replaces_the_variant(tmp_path):
+    data = atto_detectron.get_attonet_spec("D").to_dict()
+    data["name"] = "AttoNet-wide-stem"
+    data["stem_channels"] = 16
+    path = atto_detectron.save_attonet_spec(
+        atto_detectron.AttoNetSpec.from_dict(data), str(tmp_path / "spec.yaml")
+    )
+    cfg = _cfg(VARIANT="A", SPEC=path)
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_fpn_backbone"
+    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    fpn = build_backbone(cfg, ShapeSpec(channels=3))
+    assert fpn.bottom_up.spec.name == "AttoNet-wide-stem"
+    assert fpn.bottom_up.stem.out_channels == 16
+    assert fpn.bottom_up.output_shape()["res5"].channels == 140  # AttoNet-D's, not A's 952
 
 
 def test_wrong_variant_in_config_names_the_valid_ones():

@@ -5,6 +5,8 @@ from .attonet_spec import (
     AttoModuleSpec,
     AttoNetSpec,
     get_attonet_spec,
+    load_attonet_spec,
+    save_attonet_spec,
 )
 from .classifier import AttoNetClassifier, build_attonet_classifier
 from .fpn import build_attonet_fpn_backbone

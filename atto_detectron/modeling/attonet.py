@@ -227,10 +227,11 @@ class AttoNet(Backbone):
 @BACKBONE_REGISTRY.register()
 def build_attonet_backbone(cfg, input_shape: ShapeSpec) -> AttoNet:
     """
-    Builds an :class:`AttoNet` from ``cfg.MODEL.ATTONET`` (see :func:`add_attonet_config`).
+    Builds an :class:`AttoNet` from ``cfg.MODEL.ATTONET`` (see :func:`add_attonet_config`):
+    the spec file of ``SPEC`` when set, else the Table 1 network of ``VARIANT``.
     """
     # fmt: off
-    variant      = cfg.MODEL.ATTONET.VARIANT
+    variant      = cfg.MODEL.ATTONET.SPEC or cfg.MODEL.ATTONET.VARIANT
     out_features = cfg.MODEL.ATTONET.OUT_FEATURES
     norm         = cfg.MODEL.ATTONET.NORM
     freeze_at    = cfg.MODEL.ATTONET.FREEZE_AT

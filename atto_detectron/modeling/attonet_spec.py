@@ -16,15 +16,22 @@ module downsamples or changes the width). Nothing else differs between variants:
 are built from these tables only.
 """
 
+import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Dict, Sequence, Tuple, Union
+
+import yaml
 
 __all__ = [
     "ATTONET_VARIANTS",
     "STAGE_NAMES",
+    "SPEC_FILE_EXTENSIONS",
     "AttoModuleSpec",
     "AttoNetSpec",
     "get_attonet_spec",
+    "load_attonet_spec",
+    "save_attonet_spec",
 ]
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
@@ -244,17 +251,65 @@ ATTONET_VARIANTS: Dict[str, AttoNetSpec] = {
 }
 
 
+SPEC_FILE_EXTENSIONS = (".yaml", ".yml", ".json")
+
+
+def save_attonet_spec(spec: AttoNetSpec, path: str) -> str:
+    """
+    Writes ``spec`` as a spec file (yaml, or json when ``path`` ends in ".json") in the
+    format of :meth:`AttoNetSpec.to_dict`; :func:`load_attonet_spec` reads it back.
+
+    Returns:
+        str: ``path``.
+    """
+    _check(
+        path.lower().endswith(SPEC_FILE_EXTENSIONS),
+        f"{path}: an AttoNet spec file must end in one of {SPEC_FILE_EXTENSIONS}",
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        if path.lower().endswith(".json"):
+            json.dump(spec.to_dict(), f, indent=2)
+        else:
+            yaml.safe_dump(spec.to_dict(), f, sort_keys=False)
+    return path
+
+
+def load_attonet_spec(path: str) -> AttoNetSpec:
+    """
+    Reads a spec file written by :func:`save_attonet_spec` (or by hand, in that format).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        ValueError: naming ``path``, when the file is not a valid AttoNet spec.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"AttoNet spec file {path!r} does not exist (MODEL.ATTONET.SPEC or the variant "
+            f"argument names it); give a yaml/json spec file or a variant 'A'..'D'."
+        )
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)  # json is yaml too
+        return AttoNetSpec.from_dict(data)
+    except (yaml.YAMLError, ValueError) as e:
+        raise ValueError(f"{path}: not a valid AttoNet spec file: {e}") from e
+
+
 def get_attonet_spec(variant: Union[str, AttoNetSpec]) -> AttoNetSpec:
     """
     Args:
         variant: "A".."D" or "AttoNet-A".."AttoNet-D" (case-insensitive; "attonet_a"
-            works too), or an :class:`AttoNetSpec`, returned as it is.
+            works too), the path of a spec file (".yaml", ".yml", ".json"; see
+            :func:`load_attonet_spec`), or an :class:`AttoNetSpec`, returned as it is.
 
     Raises:
         ValueError: for any other name, listing the valid ones.
     """
     if isinstance(variant, AttoNetSpec):
         return variant
+    if isinstance(variant, str) and variant.strip().lower().endswith(SPEC_FILE_EXTENSIONS):
+        return load_attonet_spec(variant.strip())
     key = str(variant).strip().upper().replace("_", "-")
     if key.startswith("ATTONET-"):
         key = key[len("ATTONET-") :]
@@ -262,6 +317,7 @@ def get_attonet_spec(variant: Union[str, AttoNetSpec]) -> AttoNetSpec:
         valid = ", ".join(f"'{k}'" for k in ATTONET_VARIANTS)
         raise ValueError(
             f"Unknown AttoNet variant {variant!r}. Valid variants: {valid} "
-            f"(or 'AttoNet-A'..'AttoNet-D'; case-insensitive)."
+            f"(or 'AttoNet-A'..'AttoNet-D'; case-insensitive), or the path of a spec file "
+            f"({', '.join(SPEC_FILE_EXTENSIONS)})."
         )
     return ATTONET_VARIANTS[key]
