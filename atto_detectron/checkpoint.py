@@ -6,7 +6,7 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["AtomicCheckpointer"]
+__all__ = ["AtomicCheckpointer", "atomic_write"]
 
 
 class AtomicCheckpointer(DetectionCheckpointer):
@@ -27,15 +27,24 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        _atomic_write(save_file, lambda f: torch.save(data, f), mode="wb")
+        atomic_write(save_file, lambda f: torch.save(data, f), mode="wb")
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         save_file = os.path.join(self.save_dir, "last_checkpoint")
-        _atomic_write(save_file, lambda f: f.write(last_filename_basename), mode="w")
+        atomic_write(save_file, lambda f: f.write(last_filename_basename), mode="w")
 
 
-def _atomic_write(path: str, write, mode: str) -> None:
+def atomic_write(path: str, write, mode: str = "w") -> None:
+    """
+    Writes ``path`` so that it is never seen half-written: ``write(f)`` fills a temporary
+    file next to it, which is synced and then renamed over ``path``.
+
+    Args:
+        path: the file to write.
+        write: called with the open temporary file.
+        mode: "w" (text) or "wb" (binary).
+    """
     tmp_path = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp_path, mode) as f:
