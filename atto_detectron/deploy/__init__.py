@@ -1,0 +1,18 @@
+"""Inference and deployment: BN fusion, export to TorchScript and ONNX."""
+
+from .export import (
+    DEFAULT_ONNX_OPSET,
+    EXPORT_FORMATS,
+    EXPORT_METHODS,
+    ExportedModel,
+    backbone_input,
+    export_model,
+    compare_outputs,
+    outputs_match,
+    prepare_for_export,
+    reference_outputs,
+)
+from .fusion import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
+from .inputs import detector_inputs, image_tensor, synthetic_image
+
+__all__ = [k for k in globals().keys() if not k.startswith("_")]
