@@ -6,6 +6,7 @@ MobileNet/ShuffleNet baselines, and Atto-MaskRCNN beside ResNet-50-FPN Mask R-CN
 Examples:
     python tools/analyze_complexity.py
     python tools/analyze_complexity.py --accuracy A=73.0,B=71.1,C=69.6,D=66.3 --json out.json
+    python tools/analyze_complexity.py --accuracy-from output/classifier_AttoNet-D/results.json
     python tools/analyze_complexity.py --config-file configs/atto_maskrcnn_voc.yaml \
         --image-size 512 683 MODEL.ATTONET.VARIANT D
 """
@@ -20,7 +21,13 @@ import warnings
 import torch
 
 import atto_detectron  # noqa: F401  (registers the AttoNet backbones)
-from atto_detectron.analysis.report import complexity_report, format_report, parse_accuracies
+from atto_detectron.analysis.report import (
+    complexity_report,
+    format_report,
+    parse_accuracies,
+    read_accuracies,
+    read_accuracy_file,
+)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "atto_maskrcnn_voc.yaml")
 
@@ -46,6 +53,11 @@ def get_parser():
         help="top-1 accuracies in percent (e.g. A=73.0,MobileNet-V1=64.52) to compute "
         "NetScore from the measured parameters and mult-adds",
     )  # fmt: skip
+    parser.add_argument(
+        "--accuracy-from", action="append", default=[], metavar="RESULTS_JSON",
+        help="results.json of tools/train_classifier.py: its model's top-1 (repeatable). "
+        "NetScore then combines it with this report's 224x224, 51-class complexity",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=[],
@@ -62,8 +74,22 @@ def main(argv=None):
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:
         accuracies = parse_accuracies(args.accuracy)
+        from_files = read_accuracies(args.accuracy_from)
     except ValueError as e:
         sys.exit(f"error: {e}")
+    both = sorted(set(accuracies) & set(from_files))
+    if both:
+        sys.exit(f"error: top-1 of {', '.join(both)} given by both --accuracy and --accuracy-from")
+    accuracies.update(from_files)
+    for path in args.accuracy_from:
+        name, _, record = read_accuracy_file(path)
+        size, classes = record.get("image_size"), record.get("num_classes")
+        if (size, classes) != (224, 51):
+            print(
+                f"note: {path}: {name}'s top-1 was measured at {size}x{size} on {classes} "
+                f"classes; the NetScore below uses the 224x224, 51-class complexity",
+                file=sys.stderr,
+            )
     report = complexity_report(
         args.config_file,
         args.baseline_config,

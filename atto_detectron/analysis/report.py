@@ -1,5 +1,6 @@
 """The complexity report: the paper's figures beside measured ones."""
 
+import json
 import os
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
@@ -17,7 +18,13 @@ from .detection import (
 )
 from .paper_reference import ATTO_MASKRCNN, TABLE2
 
-__all__ = ["parse_accuracies", "complexity_report", "format_report"]
+__all__ = [
+    "parse_accuracies",
+    "read_accuracy_file",
+    "read_accuracies",
+    "complexity_report",
+    "format_report",
+]
 
 
 def parse_accuracies(text: str) -> Dict[str, float]:
@@ -26,21 +33,74 @@ def parse_accuracies(text: str) -> Dict[str, float]:
     variants by any name :func:`get_attonet_spec` accepts, baselines by their names in
     :data:`CLASSIFIER_BUILDERS` (case-insensitive). Accuracies are top-1 in percent.
     """
-    by_lower_name = {name.lower(): name for name in CLASSIFIER_BUILDERS}
     accuracies = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--accuracy: expected NAME=TOP1 pairs, got {item!r}")
-        name = name.strip()
-        if name.lower() in by_lower_name:
-            name = by_lower_name[name.lower()]
-        else:
-            name = get_attonet_spec(name).name
+        name = _classifier_name(name.strip())
         try:
             accuracies[name] = float(value)
         except ValueError:
             raise ValueError(f"--accuracy: {item!r}: top-1 must be a number in percent") from None
+    return accuracies
+
+
+def _classifier_name(name: str) -> str:
+    by_lower_name = {n.lower(): n for n in CLASSIFIER_BUILDERS}
+    if name.lower() in by_lower_name:
+        return by_lower_name[name.lower()]
+    return get_attonet_spec(name).name
+
+
+def read_accuracy_file(path: str) -> Tuple[str, float, Dict]:
+    """
+    Reads the results file of ``tools/train_classifier.py`` (``OUTPUT/results.json``).
+
+    Returns:
+        tuple: (the classifier's name in :data:`CLASSIFIER_BUILDERS`, e.g. "AttoNet-D";
+        top-1 in percent; the whole record).
+
+    Raises:
+        ValueError: naming ``path`` when it is missing, not JSON, lacks "model" or "top1",
+            or names a classifier that is not one of the report's.
+    """
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"--accuracy-from: {path} does not exist") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--accuracy-from: cannot read {path} as JSON ({e})") from None
+    if not isinstance(record, dict) or "model" not in record or "top1" not in record:
+        raise ValueError(
+            f"--accuracy-from: {path} has no 'model' and 'top1' entries; expected the "
+            f"results.json that tools/train_classifier.py writes"
+        )
+    try:
+        name = _classifier_name(str(record["model"]))
+    except ValueError:
+        raise ValueError(
+            f"--accuracy-from: {path} is a result of {record['model']!r}, which is not one of "
+            f"the report's classifiers ({', '.join(CLASSIFIER_BUILDERS)})"
+        ) from None
+    return name, float(record["top1"]), record
+
+
+def read_accuracies(paths: Sequence[str]) -> Dict[str, float]:
+    """
+    Top-1 accuracies from results files (see :func:`read_accuracy_file`), by classifier
+    name; two files for the same classifier are an error.
+    """
+    accuracies, sources = {}, {}
+    for path in paths:
+        name, top1, _ = read_accuracy_file(path)
+        if name in accuracies:
+            raise ValueError(
+                f"--accuracy-from: {path} and {sources[name]} both give the top-1 of {name}; "
+                f"pass one of them"
+            )
+        accuracies[name], sources[name] = top1, path
     return accuracies
 
 
