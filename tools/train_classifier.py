@@ -115,6 +115,11 @@ def get_parser():
         "--num-gpus", type=int, default=1,
         help="processes per machine: GPUs with CUDA, else CPU processes (Gloo)",
     )  # fmt: skip
+    run.add_argument(
+        "--threads", type=int, default=0,
+        help="CPU threads per process (default: the cores shared among the processes); "
+        "1 is fastest for small models and images on a busy machine",
+    )  # fmt: skip
     run.add_argument("--num-machines", type=int, default=1)
     run.add_argument("--machine-rank", type=int, default=0)
     run.add_argument(
@@ -165,7 +170,9 @@ def main(args):
     """Trains (or evaluates) in this process; run it through detectron2's ``launch``."""
     setup_logger(args.output, distributed_rank=comm.get_rank(), name="atto_detectron")
     setup_logger(args.output, distributed_rank=comm.get_rank(), name="detectron2", abbrev_name="d2")
-    if not torch.cuda.is_available() and comm.get_local_size() > 1:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    elif not torch.cuda.is_available() and comm.get_local_size() > 1:
         # CPU processes share the machine's cores.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
     data = build_classification_data(

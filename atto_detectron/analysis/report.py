@@ -173,7 +173,7 @@ def _classifier_table(rows) -> str:
                 paper.get("params", 0) / 1e6 or "-",
                 row["mult_adds"] / 1e6,
                 paper.get("mult_adds", 0) / 1e6 or "-",
-                row.get("top1", "-"),
+                f"{row['top1']:.2f}" if "top1" in row else "-",
                 f"{row['netscore']:.2f}" if "netscore" in row else "-",
                 paper.get("netscore", "-"),
             ]

@@ -8,7 +8,7 @@ The layout is torchvision's ImageFolder, as ImageNet and ImageNet50 are distribu
 
 import os
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -175,7 +175,7 @@ def build_classification_data(
     num_workers: int = 4,
     seed: int = 0,
     min_crop_scale: float = 0.08,
-    val_batch_size: int = None,
+    val_batch_size: Optional[int] = None,
 ) -> ClassificationData:
     """
     Args:

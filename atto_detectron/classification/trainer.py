@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
@@ -96,7 +96,7 @@ class ClassifierTrainConfig:
     weight_decay: float = 4e-5
     weight_decay_norm: float = 0.0
     lr_schedule: str = "cosine"
-    lr_steps: Sequence[int] = field(default=(30, 60, 80))
+    lr_steps: Sequence[int] = (30, 60, 80)
     lr_gamma: float = 0.1
     warmup_epochs: float = 1.0
     warmup_factor: float = 0.1
