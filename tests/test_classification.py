@@ -206,6 +206,24 @@ def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):
         mismatched.resume_or_load(resume=True)
 
 
+def test_nan_loss_stops_before_the_step_and_keeps_the_checkpoint(tiny, tmp_path, monkeypatch):
+    data = _data(tiny)  # 3 iterations per epoch: a checkpoint after iteration 2
+    model = build_attonet_classifier("D", num_classes=4)
+    trainer = ClassifierTrainer(model, data.train, data.val, _config(), output_dir=str(tmp_path))
+    forward = model.forward
+
+    def nan_at_iteration_4(images):
+        logits = forward(images)
+        return logits * float("nan") if trainer.iter == 4 else logits
+
+    monkeypatch.setattr(model, "forward", nan_at_iteration_4)
+    with pytest.raises(FloatingPointError, match="iteration 4.*model_0000002.pth.*learning rate"):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with open(tmp_path / "last_checkpoint") as f:
+        assert f.read() == "model_0000002.pth"
+
+
 def _two_process_worker(root, output_dir):
     from detectron2.utils import comm
 

@@ -6,7 +6,7 @@
     data = build_classification_data("datasets/imagenet50", image_size=224, batch_size=256)
     model = build_attonet_classifier("A", num_classes=51)
     trainer = ClassifierTrainer(model, data.train, data.val, ClassifierTrainConfig(epochs=90),
-                                output_dir="output/classifier_A")
+                                output_dir="output/classifier_AttoNet-A")
     trainer.resume_or_load(resume=True)
     metrics = trainer.train()  # {"top1": ..., "top5": ..., "num_images": ..., "epoch": ...}
 
@@ -341,7 +341,8 @@ class ClassifierTrainer(TrainerBase):
         self.checkpointer = AtomicCheckpointer(
             self.model, output_dir or "", trainer=weakref.proxy(self)
         )
-        self._trainer.register_hooks([StopOnNonFiniteGradients(self.checkpointer)])
+        advice = "Lower the learning rate or lengthen the warmup, then resume."
+        self._trainer.register_hooks([StopOnNonFiniteGradients(self.checkpointer, advice)])
         self._last_eval_results: Optional[Dict] = None
         self.register_hooks(self.build_hooks())
 

@@ -1,4 +1,5 @@
 """Detectron2's DefaultTrainer, adapted: CPU multi-process, atomic checkpoints, NaN guard."""
+
 import logging
 import os
 import weakref
@@ -24,8 +25,18 @@ class StopOnNonFiniteGradients(HookBase):
     process stops at the same iteration; the weights and the last checkpoint stay intact.
     """
 
-    def __init__(self, checkpointer=None):
+    def __init__(
+        self,
+        checkpointer=None,
+        advice="Lower SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, then rerun with --resume.",
+    ):
+        """
+        Args:
+            checkpointer: its last checkpoint is named in the error.
+            advice: what the error tells the user to do.
+        """
         self._checkpointer = checkpointer
+        self._advice = advice
 
     def after_backward(self):
         grads = [p.grad for p in self.trainer.model.parameters() if p.grad is not None]
@@ -37,8 +48,7 @@ class StopOnNonFiniteGradients(HookBase):
             raise FloatingPointError(
                 f"Loss or gradients became NaN/inf at iteration {self.trainer.iter}; training "
                 f"stopped before the optimizer step, so no corrupt weights were saved. Last "
-                f"checkpoint: {last or 'none yet'}. Lower SOLVER.BASE_LR or raise "
-                f"SOLVER.WARMUP_ITERS, then rerun with --resume."
+                f"checkpoint: {last or 'none yet'}. {self._advice}"
             )
 
 
