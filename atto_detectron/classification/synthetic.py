@@ -2,11 +2,12 @@
 
 Each class is a (shape, colour) pair: eight shapes (filled circle, square, triangle,
 cross, ring, diamond, striped square, checkerboard) in four hue bands (red, green,
-blue, yellow), paired so that neither the colour nor the shape alone identifies the
-class. Every image draws its shape at a random position, size, rotation and hue within
-the band, on a random low-saturation gradient background, adds Gaussian noise and is
-stored as a JPEG. Each image is a function of (seed, split, class, index) only, so a
-given seed always gives the same files.
+blue, yellow). Classes share colours and shapes: classes 0-7 are the eight shapes, two
+per colour, and classes 8-31 repeat the shapes in the other colours, so that colour
+alone does not identify a class. Every image draws its shape at a random position,
+size, rotation and hue within the band, on a random low-saturation gradient background,
+adds Gaussian noise and is stored as a JPEG. Each image is a function of (seed, split,
+class, index) only, so a given seed always gives the same files.
 """
 
 import json
