@@ -1,0 +1,371 @@
+"""
+Export of a Detectron2 Mask R-CNN (or its backbone) to TorchScript or ONNX with Detectron2's
+export tools, and a runner for the exported files.
+
+Two things can be exported from a ``GeneralizedRCNN``:
+
+* the whole detector: input one image ``(3, H, W)`` float32 (the model's
+  ``INPUT.FORMAT``, 0..255, already resized; any H, W), output the instances of
+  ``model.inference(..., do_postprocess=False)``: ``pred_boxes (N, 4)`` in the input's
+  coordinates, ``scores (N,)``, ``pred_classes (N,)`` and ``pred_masks (N, 1, M, M)``
+  (mask probabilities in each box). Resizing to the original image and pasting the masks
+  (:func:`detectron2.modeling.postprocessing.detector_postprocess`) run after it, as in
+  Detectron2's own export;
+* the backbone (bottom-up network and FPN): input the normalized, padded batch
+  ``(N, 3, H, W)`` that ``model.preprocess_image`` makes (H, W multiples of
+  ``size_divisibility``), output the feature maps ("p2".."p6").
+
+Tracing (``TracingAdapter`` + ``torch.jit.trace``) gives TorchScript or ONNX graphs that
+accept other input sizes than the sample's; scripting (``scripting_with_instances``) gives
+TorchScript only.
+"""
+
+import copy
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from detectron2.config import instantiate
+from detectron2.config.instantiate import dump_dataclass
+from detectron2.export import TracingAdapter, dump_torchscript_IR, scripting_with_instances
+from detectron2.export.flatten import DictSchema, InstancesSchema, ListSchema, flatten_to_tuple
+from detectron2.layers import FrozenBatchNorm2d
+from detectron2.modeling import GeneralizedRCNN
+from detectron2.structures import Boxes, Instances
+
+from .fusion import fuse_bn
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "EXPORT_METHODS",
+    "DEFAULT_ONNX_OPSET",
+    "MODEL_FILES",
+    "INFO_FILE",
+    "prepare_for_export",
+    "backbone_input",
+    "reference_outputs",
+    "export_model",
+    "ExportedModel",
+    "compare_outputs",
+    "outputs_match",
+]
+
+EXPORT_FORMATS = ("torchscript", "onnx")
+EXPORT_METHODS = ("tracing", "scripting")
+# 16 is the first opset whose RoiAlign has Detectron2's aligned (half-pixel) sampling;
+# torch 2.3's exporter fails at 18 ("Unrecognized attribute: axes for operator ReduceMax").
+DEFAULT_ONNX_OPSET = 16
+MODEL_FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+INFO_FILE = "export_info.json"
+
+# Instances fields a GeneralizedRCNN uses at inference, for scripting.
+_RCNN_INSTANCE_FIELDS = {
+    "proposal_boxes": Boxes,
+    "objectness_logits": Tensor,
+    "pred_boxes": Boxes,
+    "scores": Tensor,
+    "pred_classes": Tensor,
+    "pred_masks": Tensor,
+}
+
+
+def prepare_for_export(model: nn.Module, fuse: bool = True) -> nn.Module:
+    """
+    An eval-mode copy of ``model`` ready to export: batch norms that follow a conv folded
+    into it (:func:`fuse_bn`, unless ``fuse`` is False) and the other (Sync)BatchNorms
+    turned into ``FrozenBatchNorm2d``, which computes the same in eval mode and, unlike
+    SyncBatchNorm, scripts.
+    """
+    model = fuse_bn(model) if fuse else copy.deepcopy(model).eval()
+    return FrozenBatchNorm2d.convert_frozen_batchnorm(model).eval()
+
+
+def backbone_input(model: GeneralizedRCNN, image: Tensor) -> Tensor:
+    """
+    The backbone's input for one image, as the detector makes it.
+
+    Args:
+        image: ``(3, H, W)`` float image as the detector takes it.
+
+    Returns:
+        Tensor: ``(1, 3, H', W')``, normalized and padded to ``size_divisibility``.
+    """
+    with torch.no_grad():
+        return model.preprocess_image([{"image": image}]).tensor
+
+
+def _detector_inference(model: GeneralizedRCNN, image: Tensor):
+    # do_postprocess=False: boxes in the input's coordinates and M x M mask
+    # probabilities; resizing and mask pasting stay outside the exported graph.
+    instances = model.inference([{"image": image}], do_postprocess=False)[0]
+    return [{"instances": instances}]
+
+
+def reference_outputs(model: GeneralizedRCNN, image: Tensor, backbone_only: bool = False):
+    """
+    What the exported model should return for ``image`` (see the module docstring): the
+    backbone's feature dict for the padded ``image``, or the detector's Instances.
+    """
+    with torch.no_grad():
+        if backbone_only:
+            return model.backbone(backbone_input(model, image))
+        return _detector_inference(model, image)[0]["instances"]
+
+
+def _output_names(schema, prefix: str = "") -> List[str]:
+    # Names of the flattened outputs, from the schema: dict keys joined with ".", and
+    # "image_size" for the size that ends an Instances.
+    if isinstance(schema, DictSchema):
+        names = []
+        for key, sub in zip(schema.keys, schema.schemas):
+            names += _output_names(sub, f"{prefix}{key}.")
+        if isinstance(schema, InstancesSchema):
+            names.append(f"{prefix}image_size")
+        return names
+    if isinstance(schema, ListSchema):
+        names = []
+        for index, sub in enumerate(schema.schemas):
+            names += _output_names(sub, prefix if len(schema.schemas) == 1 else f"{prefix}{index}.")
+        return names
+    return [prefix.rstrip(".")]
+
+
+def _tracing_adapter(model: GeneralizedRCNN, image: Tensor, backbone_only: bool):
+    if backbone_only:
+        adapter = TracingAdapter(model.backbone, (backbone_input(model, image),))
+    else:
+        adapter = TracingAdapter(model, (image,), _detector_inference)
+    # A new module is in training mode; torch.onnx.export restores the mode it finds.
+    return adapter.eval()
+
+
+class _ScriptableDetector(nn.Module):
+    # Returns each image's fields as a dict rather than Instances, which cannot be
+    # returned from a saved scripted model (pytorch/pytorch#46944).
+    def __init__(self, model: GeneralizedRCNN):
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def forward(self, inputs: Tuple[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
+        instances = self.model.inference(inputs, do_postprocess=False)
+        return [i.get_fields() for i in instances]
+
+
+def export_model(
+    model: GeneralizedRCNN,
+    image: Tensor,
+    output_dir: str,
+    export_format: str = "torchscript",
+    method: str = "tracing",
+    backbone_only: bool = False,
+    opset: int = DEFAULT_ONNX_OPSET,
+    info: Optional[Dict] = None,
+) -> str:
+    """
+    Exports ``model`` (or its backbone) to ``output_dir``: ``model.ts`` or ``model.onnx``
+    and ``export_info.json`` (format, method, input and output names, the outputs'
+    schema that :class:`ExportedModel` uses to rebuild Instances, plus ``info``).
+
+    Args:
+        model: a GeneralizedRCNN in eval mode, e.g. from :func:`prepare_for_export`.
+        image: ``(3, H, W)`` sample image as the detector takes it, traced through.
+        export_format: "torchscript" or "onnx".
+        method: "tracing" or "scripting" (TorchScript only).
+        backbone_only: export ``model.backbone`` instead of the whole detector.
+        opset: ONNX opset version.
+        info: more entries for ``export_info.json`` (config, preprocessing, ...).
+
+    Returns:
+        str: path of the exported model file.
+    """
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {export_format!r}")
+    if method not in EXPORT_METHODS:
+        raise ValueError(f"export method must be one of {EXPORT_METHODS}, got {method!r}")
+    if method == "scripting" and export_format != "torchscript":
+        raise ValueError("scripting exports TorchScript only; use --export-method tracing for ONNX")
+    if model.training:
+        raise ValueError("export_model: call model.eval() (or prepare_for_export) first")
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, MODEL_FILES[export_format])
+    record = {
+        "format": export_format,
+        "method": method,
+        "backbone_only": backbone_only,
+        "sample_image_size": list(image.shape[-2:]),
+        "torch_version": torch.__version__,
+    }
+
+    if method == "scripting":
+        if backbone_only:
+            exported = torch.jit.script(model.backbone)
+        else:
+            exported = scripting_with_instances(_ScriptableDetector(model), _RCNN_INSTANCE_FIELDS)
+        torch.jit.save(exported, path)
+        dump_torchscript_IR(exported, output_dir)
+    else:
+        adapter = _tracing_adapter(model, image, backbone_only)
+        inputs = adapter.flattened_inputs
+        with torch.no_grad():
+            adapter(*inputs)  # records adapter.outputs_schema
+        input_names = ["images"] if backbone_only else ["image"]
+        output_names = _output_names(adapter.outputs_schema)
+        record.update(
+            input_names=input_names,
+            output_names=output_names,
+            outputs_schema=dump_dataclass(adapter.outputs_schema),
+        )
+        if export_format == "torchscript":
+            with torch.no_grad():
+                exported = torch.jit.trace(adapter, inputs, check_trace=False)
+            torch.jit.save(exported, path)
+            dump_torchscript_IR(exported, output_dir)
+        else:
+            if backbone_only:
+                dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+            else:
+                dynamic_axes = {"image": {1: "height", 2: "width"}}
+            torch.onnx.export(
+                adapter,
+                inputs,
+                path,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+            )
+            record["opset"] = opset
+
+    record.update(info or {})
+    with open(os.path.join(output_dir, INFO_FILE), "w") as f:
+        json.dump(record, f, indent=2)
+    return path
+
+
+class ExportedModel:
+    """
+    Runs what :func:`export_model` wrote, with TorchScript or onnxruntime, and rebuilds the
+    PyTorch model's outputs: Instances for a detector (as
+    ``model.inference(..., do_postprocess=False)``), the feature dict for a backbone.
+
+    Example::
+
+        exported = ExportedModel("output/export/atto_maskrcnn_onnx")
+        instances = exported(image)  # image: (3, H, W) float32, BGR 0..255
+        instances = detector_postprocess(instances, original_height, original_width)
+    """
+
+    def __init__(
+        self, export_dir: str, num_threads: Optional[int] = None, allow_spinning: bool = True
+    ):
+        """
+        Args:
+            export_dir: the ``--output`` folder of tools/export_model.py.
+            num_threads: onnxruntime's intra-op threads (default: torch's thread count,
+                so that both runtimes use the same number of cores).
+            allow_spinning: let onnxruntime's idle threads spin-wait for work (its
+                default, lowest latency); benchmarks that alternate runtimes turn it off
+                so that idle onnxruntime threads do not take cores from the next model.
+        """
+        info_path = os.path.join(export_dir, INFO_FILE)
+        if not os.path.isfile(info_path):
+            raise FileNotFoundError(
+                f"{info_path} not found: {export_dir!r} is not an export folder of "
+                f"tools/export_model.py (expected {INFO_FILE} and a model file)"
+            )
+        with open(info_path) as f:
+            self.info = json.load(f)
+        self.format = self.info["format"]
+        self.method = self.info["method"]
+        self.backbone_only = self.info["backbone_only"]
+        path = os.path.join(export_dir, MODEL_FILES[self.format])
+        self._schema = None
+        if "outputs_schema" in self.info:
+            self._schema = instantiate(self.info["outputs_schema"])
+        if self.format == "torchscript":
+            self._model = torch.jit.load(path)
+            self._run = self._run_torchscript
+        else:
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = num_threads or torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            if not allow_spinning:
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._session = onnxruntime.InferenceSession(
+                path, options, providers=["CPUExecutionProvider"]
+            )
+            self._run = self._run_onnx
+
+    def _run_torchscript(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        with torch.no_grad():
+            return self._model(inputs)
+
+    def _run_onnx(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        name = self._session.get_inputs()[0].name
+        outputs = self._session.run(None, {name: inputs.detach().cpu().numpy()})
+        return tuple(torch.from_numpy(o) for o in outputs)
+
+    def __call__(self, inputs: Tensor):
+        """
+        Args:
+            inputs: for a detector, one ``(3, H, W)`` image; for a backbone, the
+                ``(N, 3, H, W)`` batch of :func:`backbone_input`.
+
+        Returns:
+            Instances (detector) or dict[str, Tensor] (backbone).
+        """
+        if self.method == "scripting":
+            if self.backbone_only:
+                with torch.no_grad():
+                    return self._model(inputs)
+            with torch.no_grad():
+                fields = self._model(({"image": inputs},))[0]
+            fields = {k: Boxes(v) if k.endswith("boxes") else v for k, v in fields.items()}
+            return Instances(tuple(inputs.shape[-2:]), **fields)
+        outputs = self._schema(self._run(inputs))
+        if self.backbone_only:
+            return outputs
+        instances = outputs[0]["instances"]
+        # The flattened image size comes back as a tensor; Instances takes a tuple.
+        return Instances(tuple(int(s) for s in instances.image_size), **instances.get_fields())
+
+
+def compare_outputs(reference, exported) -> Dict[str, Tuple[float, float]]:
+    """
+    Compares a PyTorch output with an exported model's, output by output (Instances, or
+    dicts of tensors, as :func:`reference_outputs` returns).
+
+    Returns:
+        dict: output name -> (largest absolute difference, largest absolute value of the
+        reference), e.g. {"pred_boxes": (3e-05, 1066.0), ...}.
+
+    Raises:
+        ValueError: when the two do not have the same structure or shapes, e.g. when the
+            exported detector finds a different number of instances.
+    """
+    ref_flat, ref_schema = flatten_to_tuple(reference)
+    out_flat, _ = flatten_to_tuple(exported)
+    names = _output_names(ref_schema)
+    if len(ref_flat) != len(out_flat):
+        raise ValueError(f"outputs differ in structure: {len(ref_flat)} vs {len(out_flat)} tensors")
+    comparison = {}
+    for name, a, b in zip(names, ref_flat, out_flat):
+        a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+        if a.shape != b.shape:
+            raise ValueError(f"output {name!r}: shape {tuple(a.shape)} vs {tuple(b.shape)}")
+        if a.numel() == 0:
+            comparison[name] = (0.0, 0.0)
+        else:
+            comparison[name] = ((a - b).abs().max().item(), a.abs().max().item())
+    return comparison
+
+
+def outputs_match(comparison: Dict[str, Tuple[float, float]], atol=1e-4, rtol=1e-4) -> bool:
+    """True when each difference of :func:`compare_outputs` is <= atol + rtol * magnitude."""
+    return all(diff <= atol + rtol * value for diff, value in comparison.values())

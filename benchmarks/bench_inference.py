@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""
+Inference latency, peak memory and mult-adds of Atto-MaskRCNN (AttoNet-A..D) and
+ResNet-50-FPN Mask R-CNN, side by side, across input sizes; ratios to R50.
+
+    python benchmarks/bench_inference.py            # full run: 320..800, all engines
+    python benchmarks/bench_inference.py --quick    # one size, PyTorch only, 2 repeats
+
+Every model sees the same images, runs with the same thread count and does the same
+work: random weights with the workload fixed as the complexity report fixes it
+(the configs' maxima: 1000 proposals, 100 detections, the same boxes for every model;
+see atto_detectron.deploy.benchmark). Latency is one image in, post-processed
+detections with full-image masks out; warm-up runs are excluded and the timed runs of
+all models alternate round by round. Peak memory comes from a fresh process per model
+(resident high-water mark). Writes inference.json and inference.png to --output-dir.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+import torch
+
+from atto_detectron.analysis.complexity import count_parameters
+from atto_detectron.analysis.detection import detection_complexity, load_detection_config
+from atto_detectron.deploy import image_tensor, synthetic_image
+from atto_detectron.deploy.benchmark import (
+    ENGINES,
+    build_benchmark_model,
+    make_predictor,
+    measure_peak_memory,
+    time_interleaved,
+)
+
+from common import (
+    BASELINE,
+    MODELS,
+    add_common_arguments,
+    add_ratios,
+    find_results,
+    format_table,
+    image_size,
+    machine_info,
+    plot_report,
+    read_accuracy,
+    timing_entry,
+    write_json,
+)
+
+MEMORY_KEY = "inference_mb"
+
+DEFAULT_SIZES = (320, 480, 640, 800)
+DEFAULT_ENGINES = ("pytorch", "pytorch-fused", "pytorch-fused-cl", "torchscript", "onnxruntime")
+QUICK = {"sizes": [320], "repeats": 2, "warmup": 1, "engines": ["pytorch"], "memory": ["pytorch"]}
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, DEFAULT_SIZES, repeats=5)
+    parser.add_argument(
+        "--engines", nargs="+", default=list(DEFAULT_ENGINES), choices=ENGINES,
+        help="how the models run: PyTorch eager as built, with BN fused, fused + "
+        "channels-last, traced TorchScript, ONNX in onnxruntime (default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--memory-engines", nargs="+", default=["pytorch", "pytorch-fused-cl"],
+        choices=ENGINES, help="engines whose peak memory is measured (a process each)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-mult-adds", action="store_true", help="skip counting mult-adds per size"
+    )
+    parser.add_argument(
+        "--results", nargs="*", default=[], metavar="NAME=FILE",
+        help="results.json of trained models for the accuracy plot (default: "
+        "output/<config name>/results.json where present)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a quick check: shortest edge 320, PyTorch eager only, 1 warm-up, 2 repeats "
+        "(explicit --sizes/--repeats/--engines still apply)",
+    )  # fmt: skip
+    return parser
+
+
+def apply_quick(args, argv):
+    given = set(a.split("=")[0] for a in argv if a.startswith("--"))
+    if "--sizes" not in given:
+        args.sizes = QUICK["sizes"]
+    if "--repeats" not in given:
+        args.repeats = QUICK["repeats"]
+    if "--warmup" not in given:
+        args.warmup = QUICK["warmup"]
+    if "--engines" not in given:
+        args.engines = QUICK["engines"]
+    if "--memory-engines" not in given:
+        args.memory_engines = QUICK["memory"]
+
+
+def engine_key(engine: str, device: str) -> str:
+    return engine if device == "cpu" else f"{engine}@{device}"
+
+
+def measure_latency(args, logger):
+    """Builds every (model, engine, device) and times them size by size, interleaved."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    sizes = [image_size(s, args.aspect) for s in args.sizes]
+    images = {s: image_tensor(synthetic_image(*size)) for s, size in zip(args.sizes, sizes)}
+    predictors, params = {}, {}
+    for name in args.models:
+        for device in devices:
+            engines = [e for e in args.engines if device == "cpu" or e.startswith("pytorch")]
+            if not engines:
+                continue
+            _, model = build_benchmark_model(MODELS[name], args.opts, device=device)
+            params[name] = count_parameters(model)
+            sample = images[args.sizes[-1]].to(device)
+            for engine in engines:
+                logger.info(f"preparing {name} / {engine_key(engine, device)}")
+                predictors[(name, engine_key(engine, device))] = (
+                    make_predictor(model, engine, sample),
+                    device,
+                )
+    timings = {}
+    for short in args.sizes:
+        logger.info(f"timing at shortest edge {short} ({len(predictors)} runs per round)")
+        functions = {
+            key: (lambda p=predict, d=device: p(images[short].to(d)))
+            for key, (predict, device) in predictors.items()
+        }
+        timings[short] = time_interleaved(functions, warmup=args.warmup, repeats=args.repeats)
+    return timings, params, dict(zip(args.sizes, sizes))
+
+
+def collect(args, logger):
+    timings, params, sizes = measure_latency(args, logger)
+    results = {}
+    for name in args.models:
+        results[name] = {"config": os.path.relpath(MODELS[name]), "params": params[name], "sizes": {}}
+        for short in args.sizes:
+            entry = {"image_size": sizes[short], **timing_entry(timings[short], name)}
+            results[name]["sizes"][str(short)] = entry
+
+    if not args.no_mult_adds:
+        for name in args.models:
+            for short in args.sizes:
+                logger.info(f"counting mult-adds of {name} at {short}")
+                complexity = detection_complexity(
+                    load_detection_config(MODELS[name], args.opts), tuple(sizes[short])
+                )
+                results[name]["sizes"][str(short)]["mult_adds"] = complexity["mult_adds"]
+
+    if not args.no_memory:
+        for name in args.models:
+            for short in args.sizes:
+                memory = {}
+                for engine in args.memory_engines:
+                    logger.info(f"peak memory of {name} / {engine} at {short} (fresh process)")
+                    memory[engine] = measure_peak_memory(
+                        MODELS[name], sizes[short], engine, opts=args.opts, threads=args.threads
+                    )
+                results[name]["sizes"][str(short)]["memory"] = memory
+    return results
+
+
+def check_targets(results, sizes):
+    """The issue's targets at the largest size measured (800 in a full run)."""
+    short = str(max(sizes))
+    targets = {"shortest_edge": int(short)}
+    a = results.get("AttoNet-A", {}).get("sizes", {}).get(short)
+    if a and "ratio_to_" + BASELINE in a:
+        ratios = a["ratio_to_" + BASELINE]
+        targets["A_latency_ratio_pytorch"] = ratios["latency"].get("pytorch")
+        targets["A_latency_ratio_best"] = max(ratios["latency"].values(), default=None)
+        targets["A_latency_4x"] = (targets["A_latency_ratio_best"] or 0) >= 4
+        if ratios["memory"]:
+            targets["A_memory_ratio_pytorch"] = ratios["memory"].get("pytorch")
+            targets["A_memory_2x"] = (targets["A_memory_ratio_pytorch"] or 0) >= 2
+    best = {}
+    for name, record in results.items():
+        entry = record["sizes"][short]
+        best[name] = min(s["median"] for s in entry["latency_s"].values())
+    targets["fastest"] = min(best, key=best.get)
+    targets["D_fastest"] = targets["fastest"] == "AttoNet-D"
+    return targets
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = get_parser().parse_args(argv)
+    if args.quick:
+        apply_quick(args, argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logger = logging.getLogger("bench_inference")
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.onnx")
+    torch.set_num_threads(args.threads)
+    accuracy_files = find_results(args.models, args.results)
+
+    machine = machine_info(args.threads)
+    results = collect(args, logger)
+    add_ratios(results, MEMORY_KEY)
+    accuracy = {name: read_accuracy(path) for name, path in accuracy_files.items()}
+    report = {
+        "machine": machine,
+        "settings": {
+            "sizes": args.sizes,
+            "aspect": args.aspect,
+            "engines": args.engines,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "opts": args.opts,
+            "workload": "random weights; configs' maxima of proposals and detections, the "
+            "same boxes for every model (atto_detectron.deploy.benchmark.equalize_workload)",
+            "latency": "one (3, H, W) image in, post-processed Instances with full-image "
+            "masks out; warm-up excluded; models interleaved round by round",
+            "memory": "fresh process per model: inference_mb = weights + how far one "
+            "inference raises resident memory (after a warm-up on a small image); "
+            "peak_mb / peak_above_base_mb: the process's high-water mark",
+        },
+        "results": results,
+        "accuracy": {name: {"file": accuracy_files[name], **(acc or {})} for name, acc in accuracy.items()},
+        "targets": check_targets(results, args.sizes),
+    }
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    os.makedirs(args.output_dir, exist_ok=True)
+    json_path = os.path.join(args.output_dir, "inference.json")
+    png_path = os.path.join(args.output_dir, "inference.png")
+    write_json(json_path, report)
+    plot_report(
+        results,
+        accuracy,
+        png_path,
+        args.sizes,
+        engines=[e for e in ("pytorch", "pytorch-fused-cl", "onnxruntime") if e in args.engines],
+        time_label="CPU latency per image",
+        memory_engine="pytorch",
+        memory_key=MEMORY_KEY,
+        memory_label="Inference memory: weights + peak activations (PyTorch eager)",
+    )
+    print(format_table(results, args.sizes, MEMORY_KEY))
+    print("targets:", report["targets"])
+    print(f"wrote {json_path} and {png_path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""What bench_inference.py and bench_train.py share: the models, the machine, the files."""
+
+import argparse
+import json
+import os
+import platform
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO_ROOT, "configs")
+
+# The compared models: Atto-MaskRCNN with each AttoNet and the ResNet-50-FPN baseline.
+MODELS = OrderedDict(
+    [
+        ("AttoNet-A", os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml")),
+        ("AttoNet-B", os.path.join(CONFIGS, "atto_maskrcnn_voc_B.yaml")),
+        ("AttoNet-C", os.path.join(CONFIGS, "atto_maskrcnn_voc_C.yaml")),
+        ("AttoNet-D", os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")),
+        ("R50-FPN", os.path.join(CONFIGS, "mask_rcnn_R_50_FPN_voc.yaml")),
+    ]
+)
+BASELINE = "R50-FPN"
+COLORS = {
+    "AttoNet-A": "tab:blue",
+    "AttoNet-B": "tab:orange",
+    "AttoNet-C": "tab:green",
+    "AttoNet-D": "tab:red",
+    "R50-FPN": "black",
+}
+
+
+def image_size(short_edge: int, aspect: float) -> List[int]:
+    """(H, W) of a landscape image with the given shortest edge and W/H ratio."""
+    return [short_edge, int(round(short_edge * aspect))]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], repeats: int):
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="NAME",
+        help=f"models to compare (default: all of {', '.join(MODELS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sizes", nargs="+", type=int, default=list(sizes), metavar="PIXELS",
+        help=f"shortest edges of the input images (default: {' '.join(map(str, sizes))})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--aspect", type=float, default=4 / 3,
+        help="width / height of the images (default 4/3, a landscape VOC image)",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per model")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(),
+        help="CPU threads for every model (default: all cores, %(default)s here)",
+    )  # fmt: skip
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
+    parser.add_argument(
+        "--output-dir", default=os.path.join(REPO_ROOT, "output", "benchmarks"), metavar="DIR",
+        help="where the JSON and the PNG go (default: output/benchmarks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--opts", nargs="+", default=[], metavar="KEY VALUE",
+        help="config changes for every model, e.g. MODEL.RPN.POST_NMS_TOPK_TEST 300",
+    )  # fmt: skip
+
+
+def machine_info(threads: int) -> Dict:
+    """The machine and software a measurement comes from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    try:
+        info["load_average_at_start"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def find_results(models: Sequence[str], explicit: Sequence[str]) -> Dict[str, str]:
+    """
+    results.json files of trained models (tools/train_net.py writes them in OUTPUT_DIR):
+    ``NAME=FILE`` pairs given on the command line, else
+    ``output/<config file name>/results.json`` where it exists.
+    """
+    found = {}
+    for item in explicit:
+        name, sep, path = item.partition("=")
+        if not sep or name not in MODELS:
+            raise SystemExit(f"error: --results {item!r}: expected NAME=FILE with NAME in {list(MODELS)}")
+        if not os.path.isfile(path):
+            raise SystemExit(f"error: --results {item!r}: no such file {path!r}")
+        found[name] = path
+    for name in models:
+        stem = os.path.splitext(os.path.basename(MODELS[name]))[0]
+        path = os.path.join(REPO_ROOT, "output", stem, "results.json")
+        if name not in found and os.path.isfile(path):
+            found[name] = path
+    return found
+
+
+def read_accuracy(path: str) -> Optional[Dict[str, float]]:
+    """APm and APd (AP, percent) of the first test set in a results.json."""
+    with open(path) as f:
+        record = json.load(f)
+    for labels in record.get("summary", {}).values():
+        return {label: values.get("AP") for label, values in labels.items()}
+    return None
+
+
+def write_json(path: str, data: Dict):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def timing_entry(timings: Dict, name: str) -> Dict:
+    """
+    One model's part of :func:`time_interleaved`'s result (keys ``(model, engine)``):
+    per engine the wall-time and CPU-time summaries and the raw seconds.
+    """
+    from atto_detectron.deploy.benchmark import summarize_seconds
+
+    entry = {"latency_s": {}, "seconds": {}, "cpu_s": {}, "cpu_seconds": {}}
+    for (model, engine), seconds in timings["wall"].items():
+        if model == name:
+            entry["latency_s"][engine] = summarize_seconds(seconds)
+            entry["seconds"][engine] = seconds
+            entry["cpu_s"][engine] = summarize_seconds(timings["cpu"][(model, engine)])
+            entry["cpu_seconds"][engine] = timings["cpu"][(model, engine)]
+    return entry
+
+
+def add_ratios(results: Dict, memory_key: str):
+    """
+    Adds ``ratio_to_R50-FPN`` to each model's entry per size, each R50's figure divided
+    by the model's (> 1: the model is that many times faster / smaller): "latency"
+    (medians), "latency_paired" (median of per-round ratios), "cpu" (CPU-time
+    medians), "memory" (``memory_key`` of the memory probe) and "mult_adds".
+    """
+    from atto_detectron.deploy.benchmark import paired_ratio
+
+    if BASELINE not in results:
+        return
+    base = results[BASELINE]["sizes"]
+    for record in results.values():
+        for short, entry in record["sizes"].items():
+            ratios = {"latency": {}, "latency_paired": {}, "cpu": {}, "memory": {}}
+            for engine, stats in entry["latency_s"].items():
+                if engine in base[short]["latency_s"]:
+                    ratios["latency"][engine] = (
+                        base[short]["latency_s"][engine]["median"] / stats["median"]
+                    )
+                    ratios["latency_paired"][engine] = paired_ratio(
+                        base[short]["seconds"][engine], entry["seconds"][engine]
+                    )
+                    ratios["cpu"][engine] = (
+                        base[short]["cpu_s"][engine]["median"] / entry["cpu_s"][engine]["median"]
+                    )
+            for engine, memory in entry.get("memory", {}).items():
+                if engine in base[short].get("memory", {}):
+                    ratios["memory"][engine] = (
+                        base[short]["memory"][engine][memory_key] / memory[memory_key]
+                    )
+            if "mult_adds" in entry and "mult_adds" in base[short]:
+                ratios["mult_adds"] = base[short]["mult_adds"]["total"] / entry["mult_adds"]["total"]
+            entry["ratio_to_" + BASELINE] = ratios
+
+
+def format_table(
+    results: Dict, sizes: Sequence[int], memory_key: str, time_label: str = "latency ms"
+) -> str:
+    """
+    A markdown table per model, size and engine: median wall time and its interquartile
+    range, the ratios to R50 (medians, paired rounds, CPU time), memory and mult-adds.
+    """
+    from tabulate import tabulate
+
+    rows = []
+    for name, record in results.items():
+        for short in sizes:
+            entry = record["sizes"][str(short)]
+            ratios = entry.get("ratio_to_" + BASELINE, {})
+            for engine, stats in entry["latency_s"].items():
+                memory = entry.get("memory", {}).get(engine)
+                rows.append(
+                    [
+                        name,
+                        short,
+                        engine,
+                        f"{stats['median'] * 1000:.0f}",
+                        f"{stats['q1'] * 1000:.0f}-{stats['q3'] * 1000:.0f}",
+                        _fmt(ratios.get("latency", {}).get(engine)),
+                        _fmt(ratios.get("latency_paired", {}).get(engine)),
+                        _fmt(ratios.get("cpu", {}).get(engine)),
+                        f"{memory[memory_key]:.0f}" if memory else "",
+                        _fmt(ratios.get("memory", {}).get(engine)),
+                        f"{entry['mult_adds']['total'] / 1e9:.1f}" if "mult_adds" in entry else "",
+                        _fmt(ratios.get("mult_adds")),
+                    ]
+                )
+    headers = [
+        "model", "short edge", "engine", f"{time_label} (median)", "IQR", "R50 / model",
+        "paired", "CPU time", f"memory MB ({memory_key})", "R50 / model", "mult-adds G",
+        "R50 / model",
+    ]  # fmt: skip
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def plot_report(
+    results: Dict,
+    accuracy: Dict,
+    path: str,
+    sizes: Sequence[int],
+    engines: Sequence[str],
+    time_label: str,
+    memory_engine: str,
+    memory_key: str,
+    memory_label: str,
+):
+    """
+    A 2x2 PNG: time vs shortest edge (median with interquartile bars, one line style per
+    engine), mult-adds vs shortest edge, peak memory vs shortest edge, and mask AP (box
+    AP when there is no mask AP) vs mult-adds at the largest size, for the models with
+    results.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    (ax_time, ax_madds), (ax_memory, ax_accuracy) = axes
+    for name, record in results.items():
+        color = COLORS.get(name)
+        entries = [record["sizes"][str(s)] for s in sizes]
+        for engine, style in zip(engines, styles):
+            if not all(engine in e["latency_s"] for e in entries):
+                continue
+            stats = [e["latency_s"][engine] for e in entries]
+            medians = [s["median"] * 1000 for s in stats]
+            errors = [
+                [(s["median"] - s["q1"]) * 1000 for s in stats],
+                [(s["q3"] - s["median"]) * 1000 for s in stats],
+            ]
+            ax_time.errorbar(
+                sizes, medians, yerr=errors, fmt="o" + style, color=color, capsize=3,
+                markersize=4, label=f"{name} ({engine})",
+            )  # fmt: skip
+        if all("mult_adds" in e for e in entries):
+            madds = [e["mult_adds"]["total"] / 1e9 for e in entries]
+            ax_madds.plot(sizes, madds, "o-", color=color, label=name)
+        if all(memory_engine in e.get("memory", {}) for e in entries):
+            memory = [e["memory"][memory_engine][memory_key] for e in entries]
+            ax_memory.plot(sizes, memory, "o-", color=color, label=name)
+    ax_time.set(xlabel="shortest edge (px)", ylabel=f"{time_label} (ms; median, IQR)")
+    ax_time.set_title(time_label)
+    ax_madds.set(xlabel="shortest edge (px)", ylabel="mult-adds (G)")
+    ax_madds.set_title("Mult-adds of one inference (fixed workload)")
+    ax_memory.set(xlabel="shortest edge (px)", ylabel=f"MB ({memory_key})")
+    ax_memory.set_title(memory_label)
+
+    largest = str(max(sizes))
+    points = []
+    for name, acc in accuracy.items():
+        madds = results.get(name, {}).get("sizes", {}).get(largest, {}).get("mult_adds")
+        value = (acc or {}).get("APm", (acc or {}).get("APd"))
+        if madds and value is not None:
+            points.append((name, madds["total"] / 1e9, value))
+    for name, madds, value in points:
+        ax_accuracy.scatter([madds], [value], color=COLORS.get(name), label=name)
+        ax_accuracy.annotate(name, (madds, value))
+    ax_accuracy.set(xlabel=f"mult-adds at shortest edge {largest} (G)", ylabel="mask AP (%)")
+    ax_accuracy.set_title("Accuracy vs mult-adds")
+    if not points:
+        ax_accuracy.text(
+            0.5, 0.5, "no results.json of trained models found\n(see --results)",
+            ha="center", va="center", transform=ax_accuracy.transAxes,
+        )  # fmt: skip
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""
+Where the inference time of each model goes: per part of the Mask R-CNN (backbone, FPN,
+RPN, ROIAlign, box and mask heads, box NMS, mask pasting) and per operator
+(torch.profiler), at the benchmark's fixed workload.
+
+    python benchmarks/profile_inference.py --models AttoNet-A R50-FPN --sizes 800
+    python benchmarks/profile_inference.py --engines pytorch pytorch-fused-cl --sizes 800
+
+Part times come from forward hooks (children of a part are subtracted from it); they
+are medians over --repeats runs, interleaved across models and engines as in
+bench_inference.py. Writes profile.json to --output-dir.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from collections import OrderedDict, defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from atto_detectron.deploy import image_tensor, synthetic_image
+from atto_detectron.deploy.benchmark import build_benchmark_model, make_predictor
+
+from common import MODELS, add_common_arguments, image_size, machine_info, write_json
+
+# Part -> module (attribute path in a GeneralizedRCNN) whose forward it times.
+PART_MODULES = OrderedDict(
+    [
+        ("backbone", "backbone.bottom_up"),
+        ("FPN", "backbone"),
+        ("RPN", "proposal_generator"),
+        ("box ROIAlign", "roi_heads.box_pooler"),
+        ("box head", "roi_heads.box_head"),
+        ("box predictor", "roi_heads.box_predictor"),
+        ("mask ROIAlign", "roi_heads.mask_pooler"),
+        ("mask head", "roi_heads.mask_head"),
+        ("ROI heads", "roi_heads"),
+    ]
+)
+# Parts whose hook time includes other parts.
+NESTED = {
+    "FPN": ["backbone"],
+    "ROI heads": ["box ROIAlign", "box head", "box predictor", "mask ROIAlign", "mask head"],
+}
+# What each part's remainder is, once nested parts are subtracted.
+LABELS = {"ROI heads": "box NMS + glue", "FPN": "FPN"}
+PYTORCH_ENGINES = ("pytorch", "pytorch-fused", "pytorch-fused-cl")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, sizes=(800,), repeats=3)
+    parser.add_argument(
+        "--engines", nargs="+", default=["pytorch"], choices=PYTORCH_ENGINES,
+        help="PyTorch engines to profile (hooks need the PyTorch modules)",
+    )  # fmt: skip
+    parser.add_argument("--top", type=int, default=12, help="operators to list per model")
+    return parser
+
+
+def _module(model, path):
+    for name in path.split("."):
+        model = getattr(model, name)
+    return model
+
+
+class PartTimer:
+    """Forward hooks that add up the wall time of each part of a GeneralizedRCNN."""
+
+    def __init__(self, model):
+        self.seconds = defaultdict(float)
+        self._start = {}
+        for part, path in PART_MODULES.items():
+            module = _module(model, path)
+            module.register_forward_pre_hook(self._pre(part))
+            module.register_forward_hook(self._post(part))
+
+    def _pre(self, part):
+        def hook(module, inputs):
+            self._start[part] = time.perf_counter()
+
+        return hook
+
+    def _post(self, part):
+        def hook(module, inputs, outputs):
+            self.seconds[part] += time.perf_counter() - self._start[part]
+
+        return hook
+
+    def run(self, predict, image):
+        self.seconds.clear()
+        start = time.perf_counter()
+        predict(image)
+        total = time.perf_counter() - start
+        parts = OrderedDict()
+        for part in PART_MODULES:
+            exclusive = self.seconds[part] - sum(self.seconds[p] for p in NESTED.get(part, []))
+            parts[LABELS.get(part, part)] = exclusive
+        parts["post-processing (paste masks) + preprocessing"] = total - sum(
+            self.seconds[p] for p in ("FPN", "RPN", "ROI heads")
+        )
+        parts["total"] = total
+        return parts
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logger = logging.getLogger("profile_inference")
+    warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
+    torch.set_num_threads(args.threads)
+
+    runs = OrderedDict()
+    for name in args.models:
+        _, model = build_benchmark_model(MODELS[name], args.opts)
+        for engine in args.engines:
+            image = image_tensor(synthetic_image(*image_size(args.sizes[0], args.aspect)))
+            predict = make_predictor(model, engine, image)
+            runs[(name, engine)] = (predict, PartTimer(predict.model))
+
+    report = {"machine": machine_info(args.threads), "opts": args.opts, "profiles": {}}
+    for short in args.sizes:
+        image = image_tensor(synthetic_image(*image_size(short, args.aspect)))
+        samples = defaultdict(list)
+        for _ in range(args.warmup):
+            for predict, _timer in runs.values():
+                predict(image)
+        for _ in range(args.repeats):
+            for key, (predict, timer) in runs.items():
+                samples[key].append(timer.run(predict, image))
+        for (name, engine), (predict, _timer) in runs.items():
+            parts = OrderedDict(
+                (part, sorted(s[part] for s in samples[(name, engine)])[args.repeats // 2])
+                for part in samples[(name, engine)][0]
+            )
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                predict(image)
+            operators = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            top = [
+                {"operator": e.key, "self_ms": e.self_cpu_time_total / 1000, "calls": e.count}
+                for e in operators[: args.top]
+            ]
+            report["profiles"][f"{name}/{engine}/{short}"] = {"parts_s": parts, "operators": top}
+            logger.info(f"{name} / {engine} at {short}")
+            print(f"\n{name} / {engine}, shortest edge {short}: median of {args.repeats} runs")
+            for part, seconds in parts.items():
+                share = 100 * seconds / parts["total"]
+                print(f"  {part:48s} {seconds * 1000:8.1f} ms  {share:5.1f}%")
+            print("  top operators (self CPU time of one run):")
+            for entry in top:
+                print(f"    {entry['operator']:36s} {entry['self_ms']:8.1f} ms  x{entry['calls']}")
+    os.makedirs(args.output_dir, exist_ok=True)
+    path = os.path.join(args.output_dir, "profile.json")
+    write_json(path, report)
+    print(f"\nwrote {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

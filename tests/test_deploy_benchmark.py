@@ -1,0 +1,87 @@
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from atto_detectron.deploy import image_tensor, synthetic_image
+from atto_detectron.deploy.benchmark import (
+    build_benchmark_model,
+    make_predictor,
+    paired_ratio,
+    reset_peak_rss,
+    rss_bytes,
+    summarize_seconds,
+)
+
+from .conftest import CONFIGS, REPO_ROOT
+
+# Few proposals and detections keep the heads cheap for these checks.
+SMALL_WORKLOAD = ["MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10"]
+
+
+def _benchmark_script(name):
+    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_equalized_workload_is_the_same_for_different_backbones():
+    # Random weights decide which boxes the heads see; equalized models must see the
+    # same boxes, and the configs' maximum number of them.
+    image = image_tensor(synthetic_image(96, 128))
+    outputs = []
+    for config in ("atto_maskrcnn_voc_C.yaml", "atto_maskrcnn_voc_D.yaml"):
+        _, model = build_benchmark_model(os.path.join(CONFIGS, config), SMALL_WORKLOAD)
+        outputs.append(make_predictor(model, "pytorch", image)(image))
+    assert len(outputs[0]) == len(outputs[1]) == 10
+    torch.testing.assert_close(outputs[0].pred_boxes.tensor, outputs[1].pred_boxes.tensor)
+
+
+def test_timing_statistics():
+    stats = summarize_seconds([3.0, 1.0, 2.0, 10.0])
+    assert stats["median"] == 2.5 and stats["min"] == 1.0 and stats["max"] == 10.0
+    assert stats["q1"] <= stats["median"] <= stats["q3"]
+    # Round by round: a slow round (load) slows both and cancels out.
+    assert paired_ratio([4.0, 40.0, 4.0], [1.0, 10.0, 2.0]) == 4.0
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_peak_rss_sees_a_temporary_allocation():
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs here")
+    before = rss_bytes(peak=True)
+    block = np.ones(64 * 1024 * 1024 // 8)  # 64 MB, freed right away
+    del block
+    assert rss_bytes(peak=True) - before >= 60 * 1024 * 1024
+    assert reset_peak_rss() and rss_bytes(peak=True) < before + 60 * 1024 * 1024
+
+
+def test_bench_inference_quick(tmp_path):
+    bench = _benchmark_script("bench_inference")
+    argv = ["--quick", "--models", "AttoNet-D", "R50-FPN", "--sizes", "96", "--no-memory"]
+    argv += ["--no-mult-adds", "--output-dir", str(tmp_path), "--opts"] + SMALL_WORKLOAD
+    bench.main(argv)
+    report = json.loads((tmp_path / "inference.json").read_text())
+    entry = report["results"]["AttoNet-D"]["sizes"]["96"]
+    assert entry["image_size"] == [96, 128]
+    assert entry["latency_s"]["pytorch"]["repeats"] == 2
+    assert entry["ratio_to_R50-FPN"]["latency"]["pytorch"] > 0
+    assert report["machine"]["threads"] == os.cpu_count()
+    assert (tmp_path / "inference.png").stat().st_size > 10_000
+
+
+def test_bench_train_quick(tmp_path):
+    bench = _benchmark_script("bench_train")
+    argv = ["--quick", "--models", "AttoNet-D", "--sizes", "96", "--batch-size", "1"]
+    argv += ["--warmup", "0", "--repeats", "1", "--no-memory", "--no-mult-adds"]
+    argv += ["--output-dir", str(tmp_path)]
+    bench.main(argv)
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert report["results"]["AttoNet-D"]["sizes"]["96"]["iterations_per_s"]["train"] > 0
+    assert (tmp_path / "train.png").stat().st_size > 10_000

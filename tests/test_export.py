@@ -1,0 +1,108 @@
+import json
+import os
+import sys
+import warnings
+
+import pytest
+import torch
+
+from detectron2.modeling import build_model
+
+from atto_detectron.analysis.detection import load_detection_config
+from atto_detectron.deploy import (
+    ExportedModel,
+    backbone_input,
+    compare_outputs,
+    export_model,
+    image_tensor,
+    outputs_match,
+    prepare_for_export,
+    reference_outputs,
+    synthetic_image,
+)
+
+from .conftest import CONFIGS, REPO_ROOT
+
+D_CONFIG = os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")
+# AttoNet-D Mask R-CNN on small images with few proposals and detections (the heads'
+# cost does not shrink with the image) keeps exports and checks to seconds.
+SMALL = [
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "192",
+    "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    return prepare_for_export(build_model(load_detection_config(D_CONFIG, SMALL)))
+
+
+@pytest.fixture(scope="module")
+def images():
+    # The traced size and another size and aspect ratio: the export must generalize.
+    return [image_tensor(synthetic_image(128, 171)), image_tensor(synthetic_image(100, 150, 1))]
+
+
+def _check(model, exported_dir, images, backbone_only):
+    exported = ExportedModel(exported_dir)
+    for image in images:
+        reference = reference_outputs(model, image, backbone_only)
+        inputs = backbone_input(model, image) if backbone_only else image
+        comparison = compare_outputs(reference, exported(inputs))
+        assert outputs_match(comparison), comparison
+        if not backbone_only:
+            assert len(reference) > 0, "the check needs detections to compare"
+    return exported
+
+
+def test_backbone_onnx_export_matches_pytorch(model, images, tmp_path):
+    # (TorchScript: test_export_model_cli, whose own check runs the same comparison.)
+    export_model(model, images[0], str(tmp_path), "onnx", backbone_only=True)
+    exported = _check(model, str(tmp_path), images, backbone_only=True)
+    assert exported.info["output_names"] == ["p2", "p3", "p4", "p5", "p6"]
+
+
+@pytest.mark.parametrize(
+    "export_format, method",
+    [("torchscript", "tracing"), ("torchscript", "scripting"), ("onnx", "tracing")],
+)
+def test_mask_rcnn_export_matches_pytorch(model, images, tmp_path, export_format, method):
+    # ONNX: onnxruntime runs the whole Mask R-CNN while an image has detections (see
+    # the export notes for the empty case).
+    export_model(model, images[0], str(tmp_path), export_format, method)
+    _check(model, str(tmp_path), images, backbone_only=False)
+
+
+def test_compare_outputs_reports_a_wrong_export(model, images):
+    reference = reference_outputs(model, images[0])
+    tampered = reference_outputs(model, images[0])
+    tampered.scores = tampered.scores + 1e-2
+    assert not outputs_match(compare_outputs(reference, tampered))
+    with pytest.raises(ValueError, match="shape"):
+        compare_outputs(reference, reference[:1])
+
+
+def test_export_model_rejects_scripting_to_onnx(model, images, tmp_path):
+    with pytest.raises(ValueError, match="TorchScript only"):
+        export_model(model, images[0], str(tmp_path), "onnx", method="scripting")
+    with pytest.raises(FileNotFoundError, match="export_info.json"):
+        ExportedModel(str(tmp_path))
+
+
+def test_export_model_cli(tmp_path):
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+    try:
+        import export_model as cli
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "ts"
+    argv = ["--config-file", D_CONFIG, "--format", "torchscript", "--backbone-only"]
+    # 0: exported and checked against PyTorch on two image sizes.
+    assert cli.main(argv + ["--output", str(out)] + SMALL) == 0
+    info = json.loads((out / "export_info.json").read_text())
+    assert (out / "model.ts").is_file()
+    assert info["backbone_only"] and info["fused_bn"] and info["size_divisibility"] == 32
+    with pytest.raises(SystemExit, match="TorchScript only"):
+        cli.main(argv + ["--output", str(out), "--export-method", "scripting", "--format", "onnx"])
