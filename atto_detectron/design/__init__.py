@@ -1,0 +1,44 @@
+"""
+Machine-driven design exploration: new AttoNets from a human prototype and requirements.
+
+A person fixes the network-level prototype (:mod:`.space`) and the requirements
+(:mod:`.requirements`: accuracy floor, parameter, mult-add and latency budgets); the
+:class:`DesignExplorer` (:mod:`.explorer`) searches the module cells with successive
+generators (:mod:`.generator`), each candidate inheriting weights from a parent
+(:mod:`.inherit`) and trained briefly on the task (:mod:`.evaluate`), to maximise
+NetScore (:mod:`.objective`); :mod:`.report` writes the family's table and plot.
+``tools/explore_design.py`` runs it.
+"""
+
+from .evaluate import (
+    CandidateEvaluator,
+    CandidateResult,
+    ClassificationEvaluator,
+    ClassificationSearchConfig,
+    DetectionEvaluator,
+    DetectionSearchConfig,
+)
+from .explorer import (
+    STATE_FILE,
+    DesignExplorer,
+    ExplorerSettings,
+    SearchBudget,
+    derive_family,
+    load_state,
+    parse_budget,
+)
+from .generator import CellGenerator, GeneratorSettings
+from .inherit import (
+    CLASSIFIER_LAYOUT,
+    DETECTOR_FPN_LAYOUT,
+    AttoNetLayout,
+    channel_plans,
+    inherit_state_dict,
+    inherit_weights,
+)
+from .objective import candidate_netscore, measure_latency_ms, ranking_key
+from .report import family_summary, format_family_table, plot_family, write_report
+from .requirements import DesignRequirements, load_requirements, parse_count
+from .space import MULTIPLIER_CHOICES, CellGenome, get_prototype, uniform_prototype
+
+__all__ = [k for k in globals().keys() if not k.startswith("_")]

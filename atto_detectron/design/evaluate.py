@@ -1,0 +1,416 @@
+"""Candidate evaluation: build a candidate, initialise it, measure it, train it briefly, test it.
+
+Two tasks share one interface (:class:`CandidateEvaluator`):
+
+* :class:`ClassificationEvaluator`: an :class:`~atto_detectron.modeling.AttoNetClassifier`
+  on an ImageFolder dataset, trained by
+  :class:`~atto_detectron.classification.ClassifierTrainer`; accuracy = top-1 on ``val``;
+  complexity on one ``image_size`` x ``image_size`` image.
+* :class:`DetectionEvaluator`: Atto-MaskRCNN from a Detectron2 config with
+  ``MODEL.ATTONET.SPEC`` set to the candidate, trained by
+  :class:`~atto_detectron.engine.AttoTrainer`; accuracy = box AP50 of Detectron2's
+  COCOEvaluator on ``DATASETS.TEST``; complexity of the whole detector as
+  :func:`~atto_detectron.analysis.detection.detection_complexity` measures it (test image
+  size, fixed number of proposals and detections).
+
+Each candidate is trained on one of two schedules: "scratch" (the prototype, and the final
+retraining of the family, all with the same seed) or "finetune" (a short schedule for a
+candidate that inherits its parent's weights).
+"""
+
+import copy
+import gc
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..analysis import count_mult_adds, count_parameters
+from ..classification import (
+    ClassifierTrainConfig,
+    ClassifierTrainer,
+    build_classification_data,
+    check_imagefolder_root,
+)
+from ..modeling import AttoNetSpec, build_attonet_classifier, save_attonet_spec
+from .inherit import CLASSIFIER_LAYOUT, DETECTOR_FPN_LAYOUT, AttoNetLayout
+from .objective import measure_latency_ms
+
+__all__ = [
+    "SCHEDULES",
+    "CandidateResult",
+    "CandidateEvaluator",
+    "ClassificationSearchConfig",
+    "ClassificationEvaluator",
+    "DetectionSearchConfig",
+    "DetectionEvaluator",
+]
+
+SCHEDULES = ("scratch", "finetune")
+Initializer = Callable[[nn.Module], object]
+
+
+@dataclass
+class CandidateResult:
+    """What one evaluation measured; ``state_dict`` holds the trained weights (on CPU)."""
+
+    accuracy: float
+    params: int
+    mult_adds: int
+    latency_ms: Optional[float]
+    metrics: Dict
+    state_dict: Dict[str, torch.Tensor] = field(repr=False)
+
+
+class CandidateEvaluator:
+    """
+    Interface of the task-specific evaluators.
+
+    Attributes:
+        task: "classification" or "detection".
+        accuracy_name: what "accuracy" means ("top-1", "box AP50").
+        input_size: (H, W) at which parameters and mult-adds are counted.
+        layout: where the AttoNet sits in the model's state dict (for inheritance).
+    """
+
+    task: str
+    accuracy_name: str
+    layout: AttoNetLayout
+
+    def settings(self) -> Dict:
+        """Everything that changes the results (stored with the search state)."""
+        raise NotImplementedError
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        raise NotImplementedError
+
+    def complexity(self, spec: AttoNetSpec) -> Tuple[int, int]:
+        """(parameters, mult-adds) of the model built from ``spec``, untrained."""
+        raise NotImplementedError
+
+    def count_parameters(self, spec: AttoNetSpec) -> int:
+        """Parameters of the model built from ``spec`` (may be cheaper than complexity)."""
+        return self.complexity(spec)[0]
+
+    def evaluate(
+        self,
+        spec: AttoNetSpec,
+        spec_path: str,
+        schedule: str,
+        seed: int,
+        initialize: Optional[Initializer] = None,
+        measure_latency: bool = False,
+    ) -> CandidateResult:
+        """
+        Builds the model of ``spec`` (its spec file is ``spec_path``) with ``seed``,
+        calls ``initialize(model)`` (weight inheritance) when given, trains it on
+        ``schedule`` and evaluates it.
+        """
+        raise NotImplementedError
+
+
+def _cpu_state(model: nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class ClassificationSearchConfig:
+    """
+    Data and training of classification candidates.
+
+    Attributes:
+        data_root: ImageFolder dataset (``train/`` and ``val/``).
+        image_size: training and validation crops (and the complexity input).
+        num_classes: FC outputs (default: the number of class folders).
+        batch_size, workers, min_crop_scale: see ``build_classification_data``.
+        lr, weight_decay, label_smoothing, warmup_epochs: SGD settings of the scratch
+            schedule (see :class:`~atto_detectron.classification.ClassifierTrainConfig`).
+        scratch_epochs: epochs of the prototype's training and of the family's retraining.
+        finetune_epochs: epochs of a candidate that inherited its parent's weights.
+        finetune_lr: its learning rate (cosine to 0, no warmup).
+    """
+
+    data_root: str
+    image_size: int = 32
+    num_classes: Optional[int] = None
+    batch_size: int = 32
+    workers: int = 0
+    min_crop_scale: float = 0.35
+    lr: float = 0.4
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 1.0
+    scratch_epochs: int = 10
+    finetune_epochs: int = 2
+    finetune_lr: float = 0.1
+
+    def __post_init__(self):
+        if self.scratch_epochs < 1 or self.finetune_epochs < 1:
+            raise ValueError(
+                f"scratch_epochs and finetune_epochs must be at least 1; got "
+                f"{self.scratch_epochs}, {self.finetune_epochs}"
+            )
+
+
+class ClassificationEvaluator(CandidateEvaluator):
+    """Candidates as image classifiers (see the module docstring)."""
+
+    task = "classification"
+    accuracy_name = "top-1"
+    layout = CLASSIFIER_LAYOUT
+
+    def __init__(self, config: ClassificationSearchConfig, device: Optional[str] = None):
+        self.config = config
+        self.device = device
+        classes = check_imagefolder_root(config.data_root)  # fails early, naming the folder
+        self.num_classes = config.num_classes or len(classes)
+        if self.num_classes < len(classes):
+            raise ValueError(
+                f"num_classes {self.num_classes} is below the {len(classes)} class folders of "
+                f"{config.data_root}"
+            )
+        self._data = None
+        self._complexity = {}
+
+    def settings(self) -> Dict:
+        return dict(asdict(self.config), num_classes=self.num_classes)
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        return self.config.image_size, self.config.image_size
+
+    @property
+    def data(self):
+        if self._data is None:
+            c = self.config
+            self._data = build_classification_data(
+                c.data_root,
+                image_size=c.image_size,
+                batch_size=c.batch_size,
+                num_workers=c.workers,
+                min_crop_scale=c.min_crop_scale,
+            )
+        return self._data
+
+    def _input(self, device="cpu") -> torch.Tensor:
+        return torch.zeros(1, 3, *self.input_size, device=device)
+
+    def count_parameters(self, spec: AttoNetSpec) -> int:
+        return count_parameters(build_attonet_classifier(spec, self.num_classes))
+
+    def complexity(self, spec: AttoNetSpec) -> Tuple[int, int]:
+        key = repr(spec.stages) + repr(spec.stem_channels)
+        if key not in self._complexity:
+            model = build_attonet_classifier(spec, self.num_classes)
+            self._complexity[key] = (
+                count_parameters(model),
+                count_mult_adds(model, (self._input(),)),
+            )
+        return self._complexity[key]
+
+    def train_config(self, schedule: str, seed: int) -> ClassifierTrainConfig:
+        c = self.config
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
+        scratch = schedule == "scratch"
+        return ClassifierTrainConfig(
+            epochs=c.scratch_epochs if scratch else c.finetune_epochs,
+            base_lr=c.lr if scratch else c.finetune_lr,
+            warmup_epochs=c.warmup_epochs if scratch else 0.0,
+            weight_decay=c.weight_decay,
+            label_smoothing=c.label_smoothing,
+            eval_period=0,
+            seed=seed,
+            progress=False,
+        )
+
+    def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
+        torch.manual_seed(seed)
+        model = build_attonet_classifier(spec, self.num_classes)
+        if initialize is not None:
+            initialize(model)
+        params, mult_adds = self.complexity(spec)
+        trainer = ClassifierTrainer(
+            model, self.data.train, self.data.val, self.train_config(schedule, seed),
+            output_dir=None, device=self.device,
+        )  # fmt: skip
+        metrics = trainer.train()
+        latency = None
+        if measure_latency:
+            latency = measure_latency_ms(model, self._input(next(model.parameters()).device))
+        return CandidateResult(
+            accuracy=float(metrics["top1"]),
+            params=params,
+            mult_adds=mult_adds,
+            latency_ms=latency,
+            metrics=dict(metrics),
+            state_dict=_cpu_state(model),
+        )
+
+
+@dataclass
+class DetectionSearchConfig:
+    """
+    Training of detection candidates.
+
+    Attributes:
+        config_file: a Detectron2 config of an AttoNet-FPN model (e.g.
+            configs/synth/atto_maskrcnn_synth.yaml); its MODEL.ATTONET.SPEC is replaced by
+            each candidate's spec file.
+        opts: "KEY VALUE" overrides, as tools/train_net.py takes them.
+        scratch_iters: SOLVER.MAX_ITER of the prototype and of the family's retraining
+            (default: the config's); SOLVER.STEPS and WARMUP_ITERS scale with it.
+        finetune_iters: iterations of a candidate that inherited its parent's weights.
+        finetune_lr_factor: its learning rate as a fraction of SOLVER.BASE_LR.
+    """
+
+    config_file: str
+    opts: Tuple[str, ...] = ()
+    scratch_iters: Optional[int] = None
+    finetune_iters: int = 100
+    finetune_lr_factor: float = 0.5
+
+    def __post_init__(self):
+        self.opts = tuple(str(o) for o in self.opts)
+        if len(self.opts) % 2:
+            raise ValueError(f"opts must be KEY VALUE pairs; got {list(self.opts)}")
+
+
+class DetectionEvaluator(CandidateEvaluator):
+    """Candidates as Atto-MaskRCNN backbones (see the module docstring)."""
+
+    task = "detection"
+    accuracy_name = "box AP50"
+    layout = DETECTOR_FPN_LAYOUT
+
+    def __init__(self, config: DetectionSearchConfig):
+        if not os.path.isfile(config.config_file):
+            raise FileNotFoundError(
+                f"Detection config {config.config_file!r} does not exist; give a Detectron2 "
+                f"yaml of an AttoNet-FPN model, e.g. configs/synth/atto_maskrcnn_synth.yaml."
+            )
+        self.config = config
+        self.base_cfg = self._load_base_cfg()
+        if self.base_cfg.MODEL.BACKBONE.NAME != "build_attonet_fpn_backbone":
+            raise ValueError(
+                f"{config.config_file}: MODEL.BACKBONE.NAME is "
+                f"{self.base_cfg.MODEL.BACKBONE.NAME!r}; the explorer designs AttoNet-FPN "
+                f"backbones (build_attonet_fpn_backbone)."
+            )
+        self._complexity = {}
+
+    def _load_base_cfg(self):
+        from detectron2.config import get_cfg
+
+        from ..config import add_attonet_config
+
+        cfg = get_cfg()
+        add_attonet_config(cfg)
+        cfg.merge_from_file(self.config.config_file)
+        cfg.merge_from_list(list(self.config.opts))
+        if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+            cfg.MODEL.DEVICE = "cpu"
+        return cfg
+
+    def settings(self) -> Dict:
+        return asdict(self.config)
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        from ..engine.results import eval_image_size
+
+        return tuple(eval_image_size(self.base_cfg))
+
+    def candidate_cfg(self, spec_path: str, schedule: str, seed: int, output_dir: str):
+        """The Detectron2 config that trains and tests one candidate."""
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
+        cfg = self.base_cfg.clone()
+        cfg.defrost()
+        base_iters = cfg.SOLVER.MAX_ITER
+        if schedule == "scratch":
+            iters = self.config.scratch_iters or base_iters
+        else:
+            iters = self.config.finetune_iters
+            cfg.SOLVER.BASE_LR *= self.config.finetune_lr_factor
+        scale = iters / base_iters
+        cfg.SOLVER.MAX_ITER = iters
+        cfg.SOLVER.STEPS = tuple(
+            s for s in (int(round(s * scale)) for s in cfg.SOLVER.STEPS) if 0 < s < iters
+        )
+        cfg.SOLVER.WARMUP_ITERS = (
+            0 if schedule == "finetune" else int(cfg.SOLVER.WARMUP_ITERS * scale)
+        )
+        cfg.SOLVER.CHECKPOINT_PERIOD = iters
+        cfg.TEST.EVAL_PERIOD = 0
+        cfg.MODEL.ATTONET.SPEC = spec_path
+        cfg.MODEL.WEIGHTS = ""
+        cfg.OUTPUT_DIR = output_dir
+        cfg.SEED = int(seed % 2**31)
+        cfg.freeze()
+        return cfg
+
+    def complexity(self, spec: AttoNetSpec) -> Tuple[int, int]:
+        from ..analysis.detection import detection_complexity
+
+        key = repr(spec.stages) + repr(spec.stem_channels)
+        if key not in self._complexity:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = save_attonet_spec(spec, os.path.join(tmp, "spec.yaml"))
+                cfg = self.candidate_cfg(path, "scratch", 0, tmp)
+                measured = detection_complexity(cfg, self.input_size)
+            self._complexity[key] = (
+                int(measured["params"]["total"]),
+                int(measured["mult_adds"]["total"]),
+            )
+        return self._complexity[key]
+
+    def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
+        from detectron2.utils.env import seed_all_rng
+
+        from ..engine import AttoTrainer
+
+        params, mult_adds = self.complexity(spec)
+        output_dir = f"{os.path.splitext(spec_path)[0]}_{schedule}"
+        cfg = self.candidate_cfg(spec_path, schedule, seed, output_dir)
+        # Seeds the initialisation and Detectron2's TrainingSampler (which otherwise draws
+        # a random seed).
+        seed_all_rng(cfg.SEED)
+        try:
+            trainer = AttoTrainer(cfg)
+            if initialize is not None:
+                initialize(trainer.model)
+            trainer.train()
+            model = trainer.model
+            # DefaultTrainer's EvalHook evaluates once after the last iteration.
+            results = getattr(trainer, "_last_eval_results", None)
+            if results is None:
+                results = AttoTrainer.test(cfg, model)
+            ap50 = float(results["bbox"]["AP50"])
+            latency = None
+            if measure_latency:
+                latency = measure_latency_ms(model, (self._latency_inputs(model),))
+            state = _cpu_state(model)
+        finally:
+            trainer = model = None
+            gc.collect()
+            shutil.rmtree(output_dir, ignore_errors=True)
+        return CandidateResult(
+            accuracy=ap50 if math.isfinite(ap50) else 0.0,
+            params=params,
+            mult_adds=mult_adds,
+            latency_ms=latency,
+            metrics=copy.deepcopy(dict(results)),
+            state_dict=state,
+        )
+
+    def _latency_inputs(self, model):
+        height, width = self.input_size
+        image = torch.zeros(3, height, width, device=next(model.parameters()).device)
+        return [{"image": image, "height": height, "width": width}]

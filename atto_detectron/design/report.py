@@ -1,0 +1,289 @@
+"""The report of a design search: the family's table (markdown and JSON) and its plot."""
+
+import json
+import math
+import os
+from typing import Dict, List, Mapping, Optional
+
+from ..checkpoint import atomic_write
+from .explorer import derive_family
+
+__all__ = ["family_summary", "format_family_table", "plot_family", "write_report"]
+
+_REQUIREMENT_LABELS = {
+    "min_accuracy": ("{acc} >= {value:g}%", None),
+    "max_params": ("params <= {value}", "count"),
+    "max_mult_adds": ("mult-adds <= {value}", "count"),
+    "max_latency_ms": ("latency <= {value:g} ms", None),
+}
+
+
+def _count(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:g}"
+
+
+def _figures(record: Mapping) -> Dict:
+    return {
+        k: record[k]
+        for k in ("accuracy", "params", "mult_adds", "latency_ms", "netscore", "met", "feasible")
+    }
+
+
+def family_summary(state: Mapping) -> Dict:
+    """
+    Returns:
+        dict: "prototype" and "family" rows (each with "search" and "final" figures: the
+        final ones are the retrained network's when the family was retrained), the
+        generators and whether each joined the sequence, and every candidate's figures.
+    """
+    candidates = state["candidates"]
+    prototype = candidates[0]
+    family = derive_family(state)
+    in_sequence = {member["generator"] for member in family}
+    rows = []
+    for member in family:
+        record = member["candidate"]
+        final = state["retrained"].get(str(record["id"]))
+        row = {
+            "name": member["name"],
+            "generator": member["generator"],
+            "candidate": record["id"],
+            "search": _figures(record),
+            "final": _figures(final) if final else None,
+            "final_schedule": final["schedule"] if final else None,
+            "spec_file": final["spec_file"] if final else record["spec_file"],
+            "weights": final["weights"] if final else record["weights"],
+        }
+        figures = row["final"] or row["search"]
+        row["beats_prototype"] = bool(
+            figures["netscore"] is not None
+            and (prototype["netscore"] is None or figures["netscore"] > prototype["netscore"])
+        )
+        rows.append(row)
+    generators = []
+    for generator in state["generators"]:
+        k = generator["index"]
+        own = [c for c in candidates if c["generator"] == k]
+        feasible = [c["netscore"] for c in own if c["feasible"] and c["netscore"] is not None]
+        generators.append(
+            {
+                "index": k,
+                "candidates": [c["id"] for c in own],
+                "feasible": len(feasible),
+                "best_netscore": max(feasible) if feasible else None,
+                "in_sequence": k in in_sequence,
+            }
+        )
+    return {
+        "task": state["task"],
+        "accuracy_name": state["accuracy_name"],
+        "input_size": state["input_size"],
+        "requirements": state["requirements"],
+        "prototype": dict(
+            _figures(prototype), name=prototype["name"], spec_file=prototype["spec_file"]
+        ),
+        "family": rows,
+        "generators": generators,
+        "candidates": [
+            dict(_figures(c), id=c["id"], generator=c["generator"], parent=c["parent"])
+            for c in candidates
+        ],
+        "search_seconds": state["search_seconds"],
+    }
+
+
+def _requirements_text(requirements: Mapping, accuracy_name: str) -> List[str]:
+    texts = []
+    for key, (template, kind) in _REQUIREMENT_LABELS.items():
+        value = requirements.get(key)
+        if value is not None:
+            shown = _count(value) if kind == "count" else value
+            texts.append(template.format(acc=accuracy_name, value=shown))
+    return texts
+
+
+def _met_text(figures: Mapping) -> str:
+    if not figures["met"]:
+        return "none set"
+    return ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in figures["met"].items())
+
+
+def _netscore_text(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_family_table(summary: Mapping) -> str:
+    """The report as markdown: requirements, the prototype and family table, generators."""
+    acc = summary["accuracy_name"]
+    h, w = summary["input_size"]
+    requirements = _requirements_text(summary["requirements"], acc) or ["none"]
+    lines = [
+        f"# Design search: {summary['task']}",
+        "",
+        f"Requirements (indicator function): {'; '.join(requirements)}. Parameters and "
+        f"mult-adds at {h}x{w}. NetScore: alpha = 2, beta = gamma = 0.5.",
+        "",
+        f"| network | from | {acc} in search | {acc} final | params | mult-adds | latency | "
+        f"NetScore final | requirements (final) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    p = summary["prototype"]
+    lines.append(
+        f"| {p['name']} (prototype) | human | {p['accuracy']:.2f} | {p['accuracy']:.2f} | "
+        f"{_count(p['params'])} | {_count(p['mult_adds'])} | {_latency(p)} | "
+        f"{_netscore_text(p['netscore'])} | {_met_text(p)} |"
+    )
+    for row in summary["family"]:
+        final = row["final"] or row["search"]
+        lines.append(
+            f"| {row['name']} | G{row['generator']}, candidate {row['candidate']} | "
+            f"{row['search']['accuracy']:.2f} | {final['accuracy']:.2f} | "
+            f"{_count(final['params'])} | {_count(final['mult_adds'])} | {_latency(final)} | "
+            f"{_netscore_text(final['netscore'])} | {_met_text(final)} |"
+        )
+    retrained = all(row["final_schedule"] == "scratch" for row in summary["family"])
+    lines += [
+        "",
+        f'"{acc} in search": after inheriting the parent\'s weights and fine-tuning. '
+        + (
+            f'"final": the same network retrained from scratch on the prototype\'s schedule '
+            f"and seed (the fair comparison with the prototype)."
+            if retrained
+            else '"final": the search figures (the family was not retrained).'
+        ),
+        "",
+        "| generator | candidates | meeting the requirements | best NetScore | in the sequence |",
+        "|---|---|---|---|---|",
+    ]
+    for g in summary["generators"]:
+        lines.append(
+            f"| G{g['index']} | {len(g['candidates'])} | {g['feasible']} | "
+            f"{_netscore_text(g['best_netscore'])} | {'yes' if g['in_sequence'] else 'no'} |"
+        )
+    lines += ["", f"Search time: {summary['search_seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def _latency(figures: Mapping) -> str:
+    value = figures.get("latency_ms")
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def plot_family(summary: Mapping, path: str) -> str:
+    """
+    Writes a PNG with three panels: accuracy against mult-adds and against parameters
+    (every candidate, the prototype and the family, with the accuracy floor and the
+    budgets), and NetScore of every candidate in search order.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc, requirements = summary["accuracy_name"], summary["requirements"]
+    candidates = summary["candidates"][1:]
+    prototype = summary["prototype"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    for ax, key, budget, label in (
+        (axes[0], "mult_adds", "max_mult_adds", "mult-adds"),
+        (axes[1], "params", "max_params", "parameters"),
+    ):
+        ok = [c for c in candidates if c["feasible"]]
+        bad = [c for c in candidates if not c["feasible"]]
+        ax.scatter(
+            [c[key] for c in ok],
+            [c["accuracy"] for c in ok],
+            s=18,
+            c="0.6",
+            label="candidates (search)",
+        )
+        ax.scatter(
+            [c[key] for c in bad],
+            [c["accuracy"] for c in bad],
+            s=18,
+            c="0.6",
+            marker="x",
+            label="candidates failing the requirements",
+        )
+        ax.scatter(
+            [prototype[key]],
+            [prototype["accuracy"]],
+            s=120,
+            c="k",
+            marker="*",
+            label=f"prototype {prototype['name']}",
+            zorder=3,
+        )
+        for row in summary["family"]:
+            final = row["final"] or row["search"]
+            ax.scatter([final[key]], [final["accuracy"]], s=60, zorder=3)
+            ax.annotate(
+                row["name"],
+                (final[key], final["accuracy"]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+        if requirements.get("min_accuracy") is not None:
+            ax.axhline(
+                requirements["min_accuracy"], ls="--", c="tab:red", lw=1, label="accuracy floor"
+            )
+        if requirements.get(budget) is not None:
+            ax.axvline(requirements[budget], ls=":", c="tab:red", lw=1, label=f"{label} budget")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"{acc} (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].set_title("family (final figures) and all candidates")
+
+    ax = axes[2]
+    ids = [c["id"] for c in candidates]
+    scores = [c["netscore"] if c["netscore"] is not None and c["feasible"] else math.nan
+              for c in candidates]  # fmt: skip
+    ax.plot(ids, scores, "o", c="0.6", ms=4, label="candidates meeting the requirements")
+    if prototype["netscore"] is not None:
+        ax.axhline(prototype["netscore"], c="k", lw=1, label="prototype")
+    for row in summary["family"]:
+        ax.plot([row["candidate"]], [row["search"]["netscore"]], "o", ms=8)
+        ax.annotate(
+            row["name"],
+            (row["candidate"], row["search"]["netscore"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("candidate")
+    ax.set_ylabel("NetScore (search)")
+    ax.set_title("successively better generators")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(state: Mapping, output_dir: str) -> Dict[str, str]:
+    """
+    Writes ``report.json``, ``report.md`` and ``family.png`` to ``output_dir``.
+
+    Returns:
+        dict: "json", "markdown", "plot" -> path.
+    """
+    summary = family_summary(state)
+    paths = {
+        "json": os.path.join(output_dir, "report.json"),
+        "markdown": os.path.join(output_dir, "report.md"),
+        "plot": os.path.join(output_dir, "family.png"),
+    }
+    atomic_write(paths["json"], lambda f: json.dump(summary, f, indent=2), mode="w")
+    atomic_write(paths["markdown"], lambda f: f.write(format_family_table(summary)), mode="w")
+    plot_family(summary, paths["plot"])
+    return paths

@@ -1,0 +1,222 @@
+"""tools/explore_design.py and DesignExplorer on generated classification data."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_backbone
+
+from atto_detectron import add_attonet_config, build_attonet_classifier, load_attonet_spec
+from atto_detectron.classification import (
+    build_classification_data,
+    evaluate_classifier,
+    make_synthetic_imagefolder,
+)
+from atto_detectron.design import (
+    STATE_FILE,
+    ClassificationEvaluator,
+    ClassificationSearchConfig,
+    DesignExplorer,
+    DesignRequirements,
+    ExplorerSettings,
+    SearchBudget,
+    family_summary,
+    get_prototype,
+    load_state,
+    ranking_key,
+)
+
+from .conftest import CONFIGS, REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small models on a shared 2-core machine train many times faster on one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "explore_design", os.path.join(REPO_ROOT, "tools", "explore_design.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+explore_design = _load_tool()
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """4 classes of generated shapes, 32 training and 16 validation images each, 32x32."""
+    root = str(tmp_path_factory.mktemp("design_shapes"))
+    make_synthetic_imagefolder(
+        root, num_classes=4, train_per_class=32, val_per_class=16, image_size=32, seed=0
+    )
+    return root
+
+
+# The search of the README's demo, scaled down to run in well under a minute.
+def _search_argv(data, output, requirements):
+    return [
+        "--task", "classification", "--data", data, "--requirements", requirements,
+        "--budget", "6", "--population", "3", "--seed", "0",
+        "--epochs", "8", "--lr", "0.1", "--finetune-epochs", "2", "--finetune-lr", "0.05",
+        "--batch-size", "16", "--no-progress", "--output", output,
+    ]  # fmt: skip
+
+
+def test_search_finds_a_family_that_beats_the_prototype(shapes, tmp_path):
+    requirements = tmp_path / "requirements.yaml"
+    requirements.write_text("min_accuracy: 70\n")
+    output = str(tmp_path / "search")
+    state = explore_design.main(_search_argv(shapes, output, str(requirements)))
+    summary = family_summary(state)
+
+    prototype = summary["prototype"]
+    assert prototype["feasible"], "the prototype itself should meet the floor on this data"
+    assert len(state["candidates"]) == 7 and len(state["generators"]) == 2
+    family = summary["family"]
+    assert family
+    search_scores = [row["search"]["netscore"] for row in family]
+    assert search_scores == sorted(search_scores) and search_scores[0] > prototype["netscore"]
+    for row in family:
+        # Retrained from scratch on the prototype's schedule, it still meets the indicator
+        # and beats the prototype's NetScore, being smaller.
+        final = row["final"]
+        assert row["final_schedule"] == "scratch"
+        assert final["feasible"] and final["accuracy"] >= 70
+        assert final["netscore"] > prototype["netscore"] and row["beats_prototype"]
+        assert final["params"] < prototype["params"] or final["mult_adds"] < prototype["mult_adds"]
+
+    # Report: markdown, JSON and plot.
+    markdown = open(os.path.join(output, "report.md")).read()
+    assert all(f"| {row['name']} |" in markdown for row in family)
+    assert "uniform-32 (prototype)" in markdown and "min_accuracy yes" in markdown
+    with open(os.path.join(output, "report.json")) as f:
+        assert json.load(f)["family"][0]["name"] == family[0]["name"]
+    with open(os.path.join(output, "family.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # The family's spec files work wherever a built-in variant does, and its weights give
+    # the reported accuracy.
+    best = family[-1]
+    spec_path = os.path.join(output, best["spec_file"])
+    spec = load_attonet_spec(spec_path)
+    assert spec.name == best["name"]
+    classifier = build_attonet_classifier(spec_path, num_classes=4)
+    classifier.load_state_dict(torch.load(os.path.join(output, best["weights"])))
+    data = build_classification_data(shapes, image_size=32, batch_size=16, num_workers=0)
+    assert evaluate_classifier(classifier, data.val)["top1"] == best["final"]["accuracy"]
+
+    cfg = get_cfg()
+    add_attonet_config(cfg)
+    cfg.merge_from_file(os.path.join(CONFIGS, "Base-AttoNet-FPN.yaml"))
+    cfg.merge_from_list(["MODEL.ATTONET.SPEC", spec_path, "MODEL.ATTONET.NORM", "BN"])
+    backbone = build_backbone(cfg, ShapeSpec(channels=3))
+    assert backbone.bottom_up.spec == spec
+    assert backbone.bottom_up.output_shape()["res5"].channels == spec.out_channels
+
+
+def _tiny_explorer(data, output, resume=False):
+    # The prototype (66,858 parameters) is over this budget: candidates are scaled to fit.
+    requirements = DesignRequirements(max_params=40_000)
+    config = ClassificationSearchConfig(
+        data, image_size=32, batch_size=32, scratch_epochs=1, finetune_epochs=1, lr=0.1
+    )
+    settings = ExplorerSettings(population=2, num_elite=1, seed=3, retrain=False)
+    return DesignExplorer(
+        ClassificationEvaluator(config), get_prototype("uniform", base_width=16), requirements,
+        output,
+        settings, resume=resume,
+    )  # fmt: skip
+
+
+def _comparable(state):
+    """The state without wall times (which differ between runs)."""
+    state = json.loads(json.dumps(state))
+    state.pop("search_seconds")
+    for record in state["candidates"] + list(state["retrained"].values()):
+        record.pop("seconds")
+    return state
+
+
+def test_killed_search_resumes_with_the_same_result(shapes, tmp_path, monkeypatch):
+    budget = SearchBudget(candidates=4)
+    uninterrupted = _tiny_explorer(shapes, str(tmp_path / "full")).run(budget, progress=False)
+
+    output = str(tmp_path / "killed")
+    killed = _tiny_explorer(shapes, output)
+    evaluate = killed.evaluator.evaluate
+
+    def evaluate_until_killed(spec, *args, **kwargs):
+        if spec.name == "candidate-0003":
+            raise KeyboardInterrupt  # as Ctrl-C or a kill, while candidate 3 trains
+        return evaluate(spec, *args, **kwargs)
+
+    monkeypatch.setattr(killed.evaluator, "evaluate", evaluate_until_killed)
+    with pytest.raises(KeyboardInterrupt):
+        killed.run(budget, progress=False)
+    saved = load_state(output)
+    assert [c["id"] for c in saved["candidates"]] == [0, 1, 2]
+    assert not [f for _, _, files in os.walk(output) for f in files if ".tmp." in f]
+
+    resumed = _tiny_explorer(shapes, output, resume=True).run(budget, progress=False)
+    assert _comparable(resumed) == _comparable(uninterrupted)
+    assert _comparable(load_state(output)) == _comparable(uninterrupted)
+
+    # Budgets: the prototype fails the parameter budget, every candidate was made to fit.
+    prototype, *candidates = resumed["candidates"]
+    assert prototype["met"] == {"max_params": False}
+    assert all(c["params"] <= 40_000 and c["met"]["max_params"] for c in candidates)
+    assert any(c["repairs"] > 0 for c in candidates)
+    # Weights are kept for the prototype, the elite, the last generator's elite (parents
+    # of its candidates) and the family; the others are deleted.
+    family = {row["candidate"] for row in family_summary(resumed)["family"]}
+    best = min(resumed["candidates"], key=ranking_key)["id"]
+    keep = {0, best} | set(resumed["generators"][-1]["elite"]) | family
+    assert {c["id"] for c in resumed["candidates"] if c["weights"]} == keep
+    assert len(keep) < len(resumed["candidates"])
+    on_disk = sorted(os.listdir(os.path.join(output, "candidates")))
+    assert [f for f in on_disk if f.endswith(".pth")] == [f"{i:04d}.pth" for i in sorted(keep)]
+    assert all(
+        os.path.isfile(os.path.join(output, r["weights"])) for r in resumed["retrained"].values()
+    )
+
+
+def test_resume_refuses_another_search(shapes, tmp_path):
+    output = str(tmp_path / "search")
+    os.makedirs(output)
+    explorer = _tiny_explorer(shapes, output)
+    explorer._save_state()  # an empty search with these settings
+    with pytest.raises(FileExistsError, match="--resume"):
+        _tiny_explorer(shapes, output)
+    state = load_state(output)
+    state["settings"]["seed"] = 4
+    with open(os.path.join(output, STATE_FILE), "w") as f:
+        json.dump(state, f)
+    with pytest.raises(ValueError, match="settings"):
+        _tiny_explorer(shapes, output, resume=True)
+
+
+def test_tool_reports_bad_input(shapes, tmp_path):
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        explore_design.main(["--data", missing, "--budget", "1", "--output", str(tmp_path / "o")])
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        explore_design.main(
+            ["--data", shapes, "--budget", "1", "--requirements", str(tmp_path / "nope.yaml")]
+        )
+    with pytest.raises(ValueError, match="budget"):
+        explore_design.main(["--data", shapes, "--budget", "soon"])
+    with pytest.raises(ValueError, match="--data"):
+        explore_design.main(["--budget", "1"])

@@ -1,0 +1,220 @@
+#!/usr/bin/env python
+"""
+Machine-driven design exploration: new AttoNets from a human prototype and requirements.
+
+    python tools/explore_design.py --task classification --data datasets/synth_imagefolder \\
+        --requirements configs/design/synth_classification.yaml --budget 12 \\
+        --output output/design_demo
+    python tools/explore_design.py ... --resume                  # continue a killed search
+    python tools/explore_design.py --task detection --data voc_synth_train,voc_synth_val \\
+        --config-file configs/synth/atto_maskrcnn_synth.yaml --requirements ... --budget 8
+
+The prototype (--prototype; default: the uniform prototype of atto_detectron.design.space)
+is trained from scratch; successive generators of module cells then propose candidates,
+each inheriting its parent's weights and fine-tuned briefly, ranked by NetScore subject to
+the requirements (accuracy floor, parameter / mult-add / latency budgets). The best
+candidate of each generator that improves on all before it joins the family; the family
+is retrained from scratch on the prototype's schedule. --output receives the family's
+spec files (loadable by tools/train_classifier.py --variant FILE and by
+MODEL.ATTONET.SPEC FILE), their weights, report.md, report.json and family.png. The search
+state is saved after every candidate: --resume continues where a search stopped, with the
+same results as an uninterrupted run (same flags; the budget may be raised).
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import torch
+
+from detectron2.utils.logger import setup_logger
+
+import atto_detectron  # noqa: F401  (registers the AttoNet backbones and datasets)
+from atto_detectron.design import (
+    ClassificationEvaluator,
+    ClassificationSearchConfig,
+    DesignExplorer,
+    DesignRequirements,
+    DetectionEvaluator,
+    DetectionSearchConfig,
+    ExplorerSettings,
+    format_family_table,
+    family_summary,
+    get_prototype,
+    load_requirements,
+    parse_budget,
+    parse_count,
+    write_report,
+)
+
+logger = logging.getLogger("atto_detectron.design")
+
+DEFAULT_DETECTION_CONFIG = "configs/synth/atto_maskrcnn_synth.yaml"
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[1].strip(),
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--task", choices=["classification", "detection"], default="classification")
+    parser.add_argument(
+        "--data", default=None,
+        help="classification: ImageFolder dataset folder (train/, val/); detection: "
+        "TRAIN,TEST registered dataset names (default: the config's DATASETS)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--budget", required=True,
+        help="candidates to evaluate after the prototype (e.g. 12), or minutes of search "
+        "(e.g. 30m, 2h; not reproducible)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, help="default: output/design_<task>")
+    parser.add_argument("--resume", action="store_true", help="continue the search in --output")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads (default: torch's choice)"
+    )  # fmt: skip
+
+    req = parser.add_argument_group("requirements (the flags override the file)")
+    req.add_argument("--requirements", metavar="FILE", help="yaml/json requirements file")
+    req.add_argument("--min-accuracy", type=float, help="percent: top-1 or box AP50")
+    req.add_argument("--max-params", help="e.g. 250000 or 250K")
+    req.add_argument("--max-mult-adds", help="at the task's input size, e.g. 1.2M")
+    req.add_argument("--max-latency-ms", type=float, help="median, one image, this machine")
+
+    search = parser.add_argument_group("prototype and search")
+    search.add_argument(
+        "--prototype", default="uniform",
+        help="uniform (the prototype with uniform cells), A..D, or a spec file",
+    )  # fmt: skip
+    search.add_argument(
+        "--prototype-width", type=int, default=32, help="base width of the uniform prototype"
+    )  # fmt: skip
+    defaults = ExplorerSettings()
+    search.add_argument("--population", type=int, default=defaults.population,
+                        help="candidates per generator")  # fmt: skip
+    search.add_argument("--elite", type=int, default=defaults.num_elite,
+                        help="best candidates that steer the next generator")  # fmt: skip
+    search.add_argument("--no-retrain", action="store_true",
+                        help="report the family's search figures; no retraining")  # fmt: skip
+    search.add_argument("--name-prefix", default=defaults.name_prefix)
+
+    cls = parser.add_argument_group("classification training")
+    c = ClassificationSearchConfig(data_root="")
+    cls.add_argument("--image-size", type=int, default=c.image_size)
+    cls.add_argument("--num-classes", type=int, default=None)
+    cls.add_argument("--batch-size", type=int, default=c.batch_size)
+    cls.add_argument("--workers", type=int, default=c.workers)
+    cls.add_argument("--min-crop-scale", type=float, default=c.min_crop_scale)
+    cls.add_argument("--epochs", type=int, default=c.scratch_epochs,
+                     help="from-scratch schedule (prototype, family)")  # fmt: skip
+    cls.add_argument("--lr", type=float, default=c.lr)
+    cls.add_argument("--warmup-epochs", type=float, default=c.warmup_epochs)
+    cls.add_argument("--finetune-epochs", type=int, default=c.finetune_epochs)
+    cls.add_argument("--finetune-lr", type=float, default=c.finetune_lr)
+    cls.add_argument("--weight-decay", type=float, default=c.weight_decay)
+    cls.add_argument("--label-smoothing", type=float, default=c.label_smoothing)
+
+    det = parser.add_argument_group("detection training")
+    d = DetectionSearchConfig(config_file="")
+    det.add_argument("--config-file", default=DEFAULT_DETECTION_CONFIG, metavar="FILE")
+    det.add_argument("--iters", type=int, default=None,
+                     help="from-scratch schedule (default: the config's MAX_ITER)")  # fmt: skip
+    det.add_argument("--finetune-iters", type=int, default=d.finetune_iters)
+    det.add_argument("--finetune-lr-factor", type=float, default=d.finetune_lr_factor)
+    det.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                     help="detection config overrides: KEY VALUE ...")  # fmt: skip
+    return parser
+
+
+def build_requirements(args) -> DesignRequirements:
+    requirements = load_requirements(args.requirements) if args.requirements else None
+    requirements = requirements or DesignRequirements()
+    return requirements.updated(
+        min_accuracy=args.min_accuracy,
+        max_params=None if args.max_params is None else parse_count(args.max_params, "--max-params"),
+        max_mult_adds=(
+            None if args.max_mult_adds is None
+            else parse_count(args.max_mult_adds, "--max-mult-adds")
+        ),
+        max_latency_ms=args.max_latency_ms,
+    )  # fmt: skip
+
+
+def build_evaluator(args):
+    if args.task == "classification":
+        if not args.data:
+            raise ValueError("--task classification needs --data: an ImageFolder dataset folder")
+        config = ClassificationSearchConfig(
+            data_root=args.data,
+            image_size=args.image_size,
+            num_classes=args.num_classes,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            min_crop_scale=args.min_crop_scale,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing,
+            warmup_epochs=args.warmup_epochs,
+            scratch_epochs=args.epochs,
+            finetune_epochs=args.finetune_epochs,
+            finetune_lr=args.finetune_lr,
+        )
+        return ClassificationEvaluator(config)
+    opts = list(args.opts)
+    if args.data:
+        names = [n.strip() for n in args.data.split(",")]
+        if len(names) != 2 or not all(names):
+            raise ValueError(f"--data {args.data!r}: give TRAIN,TEST dataset names for detection")
+        opts += ["DATASETS.TRAIN", f"('{names[0]}',)", "DATASETS.TEST", f"('{names[1]}',)"]
+    config = DetectionSearchConfig(
+        config_file=args.config_file,
+        opts=tuple(opts),
+        scratch_iters=args.iters,
+        finetune_iters=args.finetune_iters,
+        finetune_lr_factor=args.finetune_lr_factor,
+    )
+    return DetectionEvaluator(config)
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if args.opts and args.task != "detection":
+        raise ValueError(f"config overrides {args.opts} only apply to --task detection")
+    setup_logger(name="atto_detectron.design")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    output = args.output or f"output/design_{args.task}"
+    budget = parse_budget(args.budget)
+    requirements = build_requirements(args)
+    if not any(v is not None for v in requirements.to_dict().values()):
+        logger.warning("No requirements given: every candidate passes the indicator.")
+    prototype = get_prototype(args.prototype, base_width=args.prototype_width)
+    settings = ExplorerSettings(
+        population=args.population,
+        num_elite=args.elite,
+        seed=args.seed,
+        retrain=not args.no_retrain,
+        name_prefix=args.name_prefix,
+    )
+    explorer = DesignExplorer(
+        build_evaluator(args), prototype, requirements, output, settings, resume=args.resume
+    )
+    logger.info("Design search in %s: %s, budget %s", output, args.task, budget)
+    state = explorer.run(budget, progress=not args.no_progress)
+    paths = write_report(state, output)
+    print(format_family_table(family_summary(state)), flush=True)
+    print(f"Report: {paths['markdown']}, {paths['json']}, {paths['plot']}")
+    print(f"Spec files: {os.path.join(output, 'family')}/*.yaml")
+    return state
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"explore_design.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
