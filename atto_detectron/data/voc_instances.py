@@ -1,0 +1,402 @@
+"""
+Pascal VOC 2012 instance segmentation in Detectron2's dataset format.
+
+Reads the VOCdevkit layout::
+
+    VOC2012/
+      JPEGImages/<name>.jpg
+      SegmentationObject/<name>.png   indexed PNG: 0 background, 1..N instances, 255 void
+      SegmentationClass/<name>.png    indexed PNG: 0 background, 1..20 classes, 255 void
+      Annotations/<name>.xml          optional here: difficult / truncated flags
+      ImageSets/Segmentation/{train,val,trainval}.txt
+
+and, for ``train_aug``, the Semantic Boundaries Dataset (SBD, Hariharan et al. 2011)
+folder ``dataset/`` of ``benchmark_RELEASE``: ``inst/<name>.mat`` (GTinst),
+``cls/<name>.mat`` (GTcls), ``train.txt``, ``val.txt``.
+
+Each value 1..N of a SegmentationObject PNG (its palette indices, not its colours) is one
+instance; its class is the one SegmentationClass value under its pixels. The void band
+(255) drawn along every outline belongs to no instance. Boxes are the masks' extents,
+masks are COCO RLE.
+"""
+
+import hashlib
+import logging
+import os
+import xml.etree.ElementTree as ET
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import pycocotools.mask as mask_util
+from PIL import Image, UnidentifiedImageError
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.catalog import Metadata
+from detectron2.structures import BoxMode
+
+from .coco_json import cached_coco_json
+from .voc_meta import VOC_CLASS_NAMES, VOC_VOID, voc_thing_colors
+
+__all__ = [
+    "VOCDataError",
+    "VOCInstancesMetadata",
+    "load_voc_instances",
+    "register_voc_instances",
+    "voc_split_names",
+    "voc_fingerprint",
+]
+
+logger = logging.getLogger(__name__)
+
+# Part of the COCO-json cache key: bump when the records this module produces change.
+_RECORD_FORMAT_VERSION = 1
+
+_LAYOUT_HELP = (
+    "Expected the VOCdevkit layout: <root>/JPEGImages/*.jpg, SegmentationObject/*.png, "
+    "SegmentationClass/*.png, Annotations/*.xml and ImageSets/Segmentation/<split>.txt "
+    "(see README, 'Data')."
+)
+
+
+class VOCDataError(ValueError):
+    """A missing, unreadable or malformed file of a VOC-layout dataset (named in the message)."""
+
+
+class _ImageFiles(NamedTuple):
+    name: str
+    jpeg: str
+    instances: str  # SegmentationObject PNG, or SBD inst/*.mat
+    classes: str  # SegmentationClass PNG, or SBD cls/*.mat
+    xml: Optional[str]
+    source: str  # "voc" or "sbd"
+
+
+def _split_file(voc_root: str, split: str) -> str:
+    return os.path.join(voc_root, "ImageSets", "Segmentation", f"{split}.txt")
+
+
+def _read_list(path: str) -> List[str]:
+    with open(path) as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def voc_split_names(voc_root: str, split: str, sbd_root: Optional[str] = None) -> List[str]:
+    """
+    The image names of ``split``: ``ImageSets/Segmentation/<split>.txt``. Without that
+    file, ``train_aug`` is composed the standard way (10,582 images on the real data):
+    SBD train + SBD val + VOC train, less VOC val, sorted.
+
+    Raises:
+        FileNotFoundError: naming the missing root or split file and the expected layout.
+    """
+    if not os.path.isdir(voc_root):
+        raise FileNotFoundError(f"VOC dataset folder {voc_root!r} does not exist. {_LAYOUT_HELP}")
+    path = _split_file(voc_root, split)
+    if os.path.isfile(path):
+        return _read_list(path)
+    if split == "train_aug" and sbd_root is not None:
+        sources = [
+            _split_file(voc_root, "train"),
+            _split_file(voc_root, "val"),
+            os.path.join(sbd_root, "train.txt"),
+            os.path.join(sbd_root, "val.txt"),
+        ]
+        missing = [p for p in sources if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(
+                f"Cannot compose train_aug: {', '.join(missing)} missing. Put SBD's "
+                f"benchmark_RELEASE/dataset folder (cls/, inst/, train.txt, val.txt) at "
+                f"{sbd_root!r}, or provide {path}."
+            )
+        voc_train, voc_val, sbd_train, sbd_val = (set(_read_list(p)) for p in sources)
+        return sorted((voc_train | sbd_train | sbd_val) - voc_val)
+    raise FileNotFoundError(f"Split file {path} does not exist. {_LAYOUT_HELP}")
+
+
+def _image_files(voc_root: str, name: str, sbd_root: Optional[str]) -> _ImageFiles:
+    # VOC's own annotation wins where an image has both (VOC's outlines are finer and
+    # carry the void band); SBD fills in the rest of train_aug.
+    jpeg = os.path.join(voc_root, "JPEGImages", f"{name}.jpg")
+    xml = os.path.join(voc_root, "Annotations", f"{name}.xml")
+    xml = xml if os.path.isfile(xml) else None
+    voc_instances = os.path.join(voc_root, "SegmentationObject", f"{name}.png")
+    if sbd_root is None or os.path.isfile(voc_instances):
+        voc_classes = os.path.join(voc_root, "SegmentationClass", f"{name}.png")
+        return _ImageFiles(name, jpeg, voc_instances, voc_classes, xml, "voc")
+    sbd_instances = os.path.join(sbd_root, "inst", f"{name}.mat")
+    sbd_classes = os.path.join(sbd_root, "cls", f"{name}.mat")
+    return _ImageFiles(name, jpeg, sbd_instances, sbd_classes, xml, "sbd")
+
+
+def _read_label_png(path: str) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("P", "L"):
+                raise VOCDataError(
+                    f"{path} is a {image.mode} PNG; VOC label PNGs are indexed ('P', label "
+                    f"= palette index) or 'L'. Convert colours back to indices first."
+                )
+            return np.asarray(image)
+    except (OSError, SyntaxError, UnidentifiedImageError) as e:
+        raise VOCDataError(f"{path} is not a readable PNG (truncated or corrupt?): {e}") from e
+
+
+def _read_sbd_mat(path: str, struct: str) -> np.ndarray:
+    try:
+        from scipy.io import loadmat
+    except ImportError as e:
+        raise ImportError(
+            f"Reading SBD annotations ({path}) needs scipy: `pip install scipy`."
+        ) from e
+    try:
+        return np.asarray(loadmat(path)[struct][0, 0]["Segmentation"], dtype=np.uint8)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise VOCDataError(f"{path} is not a readable SBD {struct} .mat file: {e}") from e
+
+
+def _read_labels(files: _ImageFiles) -> Tuple[np.ndarray, np.ndarray]:
+    for path in (files.instances, files.classes):
+        if not os.path.isfile(path):
+            raise VOCDataError(f"{files.name}: annotation {path} does not exist.")
+    if files.source == "sbd":
+        return _read_sbd_mat(files.instances, "GTinst"), _read_sbd_mat(files.classes, "GTcls")
+    return _read_label_png(files.instances), _read_label_png(files.classes)
+
+
+def _jpeg_size(path: str) -> Tuple[int, int]:
+    """(width, height) of a JPEG, decoded (at 1/8 scale, which is cheap) to catch truncation."""
+    if not os.path.isfile(path):
+        raise VOCDataError(f"Image {path} does not exist.")
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            image.load()
+            return size
+    except (OSError, SyntaxError, UnidentifiedImageError) as e:
+        raise VOCDataError(f"{path} is not a readable image (truncated or corrupt?): {e}") from e
+
+
+def _read_xml_objects(path: str) -> List[Dict]:
+    try:
+        root = ET.parse(path).getroot()
+        return [
+            {
+                "name": obj.findtext("name", "").strip(),
+                "difficult": int(obj.findtext("difficult", "0") or 0),
+                "truncated": int(obj.findtext("truncated", "0") or 0),
+            }
+            for obj in root.findall("object")
+        ]
+    except (ET.ParseError, ValueError, OSError) as e:
+        raise VOCDataError(f"{path} is not a readable VOC annotation XML: {e}") from e
+
+
+def _instance_classes(files: _ImageFiles, instances: np.ndarray, classes: np.ndarray) -> Dict:
+    """{instance id: class 1..20}, checking that each instance lies on exactly one class."""
+    labelled = (instances != 0) & (instances != VOC_VOID)
+    pairs, counts = np.unique(
+        instances[labelled].astype(np.int32) * 256 + classes[labelled], return_counts=True
+    )
+    found: Dict[int, Dict[int, int]] = {}
+    for pair, count in zip(pairs.tolist(), counts.tolist()):
+        found.setdefault(pair // 256, {})[pair % 256] = count
+    result = {}
+    for instance_id, class_pixels in found.items():
+        labels = list(class_pixels)
+        if len(labels) != 1 or not 1 <= labels[0] <= len(VOC_CLASS_NAMES):
+            raise VOCDataError(
+                f"Instance {instance_id} of {files.instances} lies on class values "
+                f"{class_pixels} (value: pixels) of {files.classes}; each instance needs "
+                f"exactly one class 1..{len(VOC_CLASS_NAMES)} under all of its pixels."
+            )
+        result[instance_id] = labels[0]
+    return result
+
+
+def _load_record(files: _ImageFiles, image_id: int) -> Dict:
+    width, height = _jpeg_size(files.jpeg)
+    instances, classes = _read_labels(files)
+    for path, labels in ((files.instances, instances), (files.classes, classes)):
+        if labels.shape != (height, width):
+            raise VOCDataError(
+                f"{path} is {labels.shape[1]}x{labels.shape[0]} but its image {files.jpeg} "
+                f"is {width}x{height} (width x height); labels must match their image."
+            )
+    xml_objects = _read_xml_objects(files.xml) if files.xml else None
+
+    annotations = []
+    for instance_id, label in sorted(_instance_classes(files, instances, classes).items()):
+        rle = mask_util.encode(np.asfortranarray(instances == instance_id, dtype=np.uint8))
+        annotation = {
+            "bbox": mask_util.toBbox(rle).tolist(),
+            "bbox_mode": BoxMode.XYWH_ABS,
+            "category_id": label - 1,
+            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+            "iscrowd": 0,
+        }
+        # VOC numbers a segmented image's instances in the order of its XML objects.
+        if xml_objects and instance_id <= len(xml_objects):
+            obj = xml_objects[instance_id - 1]
+            if obj["name"] == VOC_CLASS_NAMES[label - 1]:
+                annotation["difficult"] = obj["difficult"]
+                annotation["truncated"] = obj["truncated"]
+        annotations.append(annotation)
+
+    return {
+        "file_name": files.jpeg,
+        "image_id": image_id,
+        "image_name": files.name,
+        "height": height,
+        "width": width,
+        "annotations": annotations,
+    }
+
+
+def load_voc_instances(
+    voc_root: str, split: str, sbd_root: Optional[str] = None, skip_bad_files: bool = False
+) -> List[Dict]:
+    """
+    Loads a VOC-layout instance segmentation split into Detectron2's format.
+
+    Args:
+        voc_root: the ``VOC2012`` folder (JPEGImages, SegmentationObject, ...).
+        split: a file of ``ImageSets/Segmentation`` without ``.txt``: ``train``, ``val``,
+            ``trainval``, or ``train_aug`` (composed from SBD's lists when the file is
+            absent, see :func:`voc_split_names`).
+        sbd_root: SBD's ``benchmark_RELEASE/dataset`` folder, for images that have no
+            SegmentationObject PNG (train_aug).
+        skip_bad_files: leave out images whose files are missing or malformed, with one
+            warning that counts and names them, instead of raising.
+
+    Returns:
+        list[dict]: one record per listed image, in list order: ``file_name``,
+        ``image_id`` (position in the list), ``image_name``, ``height``, ``width``,
+        ``annotations`` (``bbox`` XYWH_ABS from the mask, ``category_id`` 0..19,
+        ``segmentation`` COCO RLE, ``iscrowd`` 0, and ``difficult`` / ``truncated`` where
+        the XML gives them). Images without instances are kept (Detectron2 filters them
+        out for training with DATALOADER.FILTER_EMPTY_ANNOTATIONS).
+
+    Raises:
+        FileNotFoundError: the root or the split file is missing.
+        VOCDataError: naming the file, for a listed image whose JPEG or label file is
+            missing, unreadable or truncated, whose labels differ in size from the JPEG,
+            or with an instance that does not lie on exactly one class.
+    """
+    names = voc_split_names(voc_root, split, sbd_root)
+    records, skipped = [], []
+    for image_id, name in enumerate(names):
+        files = _image_files(voc_root, name, sbd_root)
+        try:
+            records.append(_load_record(files, image_id))
+        except VOCDataError as e:
+            if not skip_bad_files:
+                raise
+            skipped.append(str(e))
+    if skipped:
+        shown = "\n  ".join(skipped[:10]) + ("\n  ..." if len(skipped) > 10 else "")
+        logger.warning(
+            f"Skipped {len(skipped)} of {len(names)} images of {voc_root} split {split!r} "
+            f"because of bad files:\n  {shown}"
+        )
+    logger.info(f"Loaded {len(records)} images of {voc_root} split {split!r}.")
+    return records
+
+
+def voc_fingerprint(
+    voc_root: str, split: str, sbd_root: Optional[str] = None, skip_bad_files: bool = False
+) -> str:
+    """
+    A digest of what :func:`load_voc_instances` reads: the split list, the bytes of every
+    label file and XML, and the size and modification time of every JPEG. Cheap (no
+    decoding); it changes whenever the loaded records can.
+    """
+    names = voc_split_names(voc_root, split, sbd_root)
+    digest = hashlib.sha1()
+    digest.update(
+        repr(
+            (
+                _RECORD_FORMAT_VERSION,
+                os.path.abspath(voc_root),
+                split,
+                sbd_root and os.path.abspath(sbd_root),
+                bool(skip_bad_files),
+            )
+        ).encode()
+    )
+    for name in names:
+        files = _image_files(voc_root, name, sbd_root)
+        digest.update(name.encode() + b"\0")
+        for path in (files.instances, files.classes, files.xml):
+            if path and os.path.isfile(path):
+                with open(path, "rb") as f:
+                    digest.update(path.encode() + b"\0" + f.read())
+        try:
+            stat = os.stat(files.jpeg)
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(b"missing")
+    return digest.hexdigest()
+
+
+class VOCInstancesMetadata(Metadata):
+    """
+    Metadata of a registered VOC-layout dataset. Its ``json_file`` (what Detectron2's
+    COCOEvaluator reads) is computed on first use: the dataset converted to COCO json
+    once, cached under a name keyed by :func:`voc_fingerprint`, so an edited or
+    regenerated dataset never gets a stale ground truth.
+    """
+
+    def __getattr__(self, key):
+        if key == "json_file":
+            digest = voc_fingerprint(self.dirname, self.split, self.sbd_root, self.skip_bad_files)
+            return cached_coco_json(self.name, digest, self.json_cache_dir)
+        return super().__getattr__(key)
+
+
+def register_voc_instances(
+    name: str,
+    voc_root: str,
+    split: str,
+    sbd_root: Optional[str] = None,
+    skip_bad_files: bool = False,
+    json_cache_dir: Optional[str] = None,
+    setup_hint: str = "",
+) -> None:
+    """
+    Registers a VOC-layout split as ``name`` in Detectron2's DatasetCatalog (loaded
+    lazily, on first use) and MetadataCatalog (the 20 VOC classes and palette colours).
+
+    Args:
+        name: the dataset name for DATASETS.TRAIN / DATASETS.TEST.
+        voc_root, split, sbd_root, skip_bad_files: see :func:`load_voc_instances`.
+        json_cache_dir: where the COCO json for COCOEvaluator is cached (default:
+            ``$XDG_CACHE_HOME/atto-detectron/coco_json``).
+        setup_hint: appended to the error raised when the data is missing (how to get it).
+    """
+
+    def load():
+        try:
+            return load_voc_instances(voc_root, split, sbd_root, skip_bad_files)
+        except FileNotFoundError as e:
+            if not setup_hint:
+                raise
+            raise FileNotFoundError(f"Dataset {name!r}: {e} {setup_hint}") from e
+
+    DatasetCatalog.register(name, load)
+    # Keep what may already have been set on a plain Metadata of this name.
+    existing = MetadataCatalog.get(name).as_dict() if name in MetadataCatalog.list() else {}
+    existing["name"] = name
+    MetadataCatalog[name] = VOCInstancesMetadata(**existing)
+    MetadataCatalog.get(name).set(
+        thing_classes=list(VOC_CLASS_NAMES),
+        thing_colors=voc_thing_colors(),
+        dirname=voc_root,
+        split=split,
+        year=2012,
+        sbd_root=sbd_root,
+        skip_bad_files=skip_bad_files,
+        json_cache_dir=json_cache_dir,
+        evaluator_type="coco",
+    )

@@ -1,0 +1,101 @@
+"""The generated VOC-layout data: determinism, layout, and what the scenes contain."""
+
+import importlib.util
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atto_detectron.data import SYNTHETIC_CLASSES, VOC_CLASS_NAMES, render_sample, voc_palette
+
+from .conftest import REPO_ROOT, SYNTH_SIZES
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic_voc", os.path.join(REPO_ROOT, "tools", "make_synthetic_voc.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return [render_sample(0, "val", i) for i in range(40)]
+
+
+def test_same_seed_same_sample_and_other_seeds_differ():
+    a, b = render_sample(3, "train", 5), render_sample(3, "train", 5)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.instances, b.instances)
+    assert not np.array_equal(render_sample(4, "train", 5).image, a.image)
+    assert not np.array_equal(render_sample(3, "val", 5).image, a.image)
+
+
+def test_written_layout_is_vocdevkit(synthetic_voc):
+    lists = {}
+    for split in ("train", "val", "trainval"):
+        with open(os.path.join(synthetic_voc, "ImageSets", "Segmentation", f"{split}.txt")) as f:
+            lists[split] = f.read().split()
+    assert [len(lists[s]) for s in ("train", "val")] == [SYNTH_SIZES["train"], SYNTH_SIZES["val"]]
+    assert lists["trainval"] == lists["train"] + lists["val"]
+    assert not set(lists["train"]) & set(lists["val"])
+    palette = voc_palette().flatten().tolist()
+    for name in lists["trainval"]:
+        image = Image.open(os.path.join(synthetic_voc, "JPEGImages", name + ".jpg"))
+        assert image.format == "JPEG" and image.mode == "RGB"
+        for folder in ("SegmentationObject", "SegmentationClass"):
+            png = Image.open(os.path.join(synthetic_voc, folder, name + ".png"))
+            assert png.mode == "P" and png.getpalette()[: len(palette)] == palette
+            assert png.size == image.size
+        root = ET.parse(os.path.join(synthetic_voc, "Annotations", name + ".xml")).getroot()
+        assert root.findtext("filename") == name + ".jpg"
+        assert int(root.findtext("size/width")) == image.width
+        instances = np.asarray(
+            Image.open(os.path.join(synthetic_voc, "SegmentationObject", name + ".png"))
+        )
+        ids = set(np.unique(instances)) - {0, 255}
+        assert ids == set(range(1, len(root.findall("object")) + 1))
+
+
+def test_scenes_have_what_voc_scenes_have(samples):
+    objects = [obj for sample in samples for obj in sample.objects]
+    assert {obj.class_name for obj in objects} == set(SYNTHETIC_CLASSES)
+    assert any(not sample.objects for sample in samples)  # images with nothing to find
+    assert any(obj.truncated for obj in objects)  # cut by the image border
+    assert any(obj.mask.sum() < 100 for obj in objects)  # tiny
+    assert any(obj.mask.sum() > 5000 for obj in objects)  # large
+    # Occluded: part of the silhouette is hidden by something drawn later.
+    assert sum((obj.silhouette & ~obj.visible).sum() > 20 for obj in objects) > 5
+    assert any(obj.difficult for obj in objects) and not all(obj.difficult for obj in objects)
+
+
+def test_every_outline_is_void(samples):
+    # A pixel next to an instance is the same instance or void: the band separates
+    # every instance from background and from other instances, as in VOC.
+    for sample in samples:
+        labels = sample.instances.astype(int)
+        for dy, dx in ((0, 1), (1, 0)):
+            a = labels[: labels.shape[0] - dy, : labels.shape[1] - dx]
+            b = labels[dy:, dx:]
+            change = a != b
+            assert np.all((a[change] == 255) | (b[change] == 255))
+        for k, obj in enumerate(sample.objects, start=1):
+            np.testing.assert_array_equal(sample.instances == k, obj.mask)
+            expected = VOC_CLASS_NAMES.index(obj.class_name) + 1
+            assert np.all(sample.classes[obj.mask] == expected)
+
+
+def test_tool_writes_a_dataset(tmp_path, capsys):
+    tool = _load_tool()
+    tool.main(["--out", str(tmp_path / "VOCsynth"), "--train", "3", "--val", "2", "--workers", "0"])
+    root = tmp_path / "VOCsynth" / "VOC2012"
+    assert (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split() == [
+        "val_000000",
+        "val_000001",
+    ]
+    assert len(list((root / "JPEGImages").iterdir())) == 5
+    assert "Wrote 3 train + 2 val images" in capsys.readouterr().out
