@@ -22,6 +22,7 @@ from atto_detectron.design import (
     get_prototype,
     inherit_weights,
     load_requirements,
+    measure_latency_ms,
     parse_budget,
     ranking_key,
     uniform_prototype,
@@ -117,7 +118,7 @@ def test_generator_samples_are_seeded_valid_and_varied():
 
 
 def test_generator_update_moves_towards_the_elite():
-    settings = GeneratorSettings(update_rate=0.5, prob_floor=0.05)
+    settings = GeneratorSettings(mean_rate=0.5, spread_rate=0.5, prob_floor=0.05)
     prototype = CellGenome.from_spec(uniform_prototype(64))
     generator = CellGenerator.from_prototype(prototype, settings)
     half = dataclasses.replace(prototype.scaled(0.5), multiplier=(4,) * 16, projection=(True,) * 16)
@@ -192,6 +193,18 @@ def test_objective_ranks_feasible_candidates_by_netscore():
     ]
     assert [r["id"] for r in sorted(records, key=ranking_key)] == [1, 0, 4, 3, 2]
     assert netscore(66.3, 0.32e6, 57.5e6) == candidate_netscore(66.3, 0.32e6, 57.5e6)
+
+
+def test_latency_is_measured_in_eval_mode_and_restores_the_mode():
+    model = build_attonet_classifier(uniform_prototype(16), num_classes=3).train()
+    modes = []
+    model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    latency = measure_latency_ms(model, torch.zeros(1, 3, 32, 32), runs=3, warmup=1)
+    assert latency > 0 and modes == [False] * 4 and model.training
+    req = DesignRequirements(max_latency_ms=2.0)
+    record = {"accuracy": 50.0, "params": 1, "mult_adds": 1, "latency_ms": 3.0}
+    assert req.check(record) == {"max_latency_ms": False}
+    assert req.violation(record) == pytest.approx(0.5)
 
 
 def test_budget_parsing():

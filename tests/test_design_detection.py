@@ -95,6 +95,8 @@ def test_candidate_config_scales_the_schedule():
     assert evaluator.input_size == (256, 341)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         DetectionEvaluator(DetectionSearchConfig("missing.yaml"))
+    with pytest.raises(ValueError, match="MODEL.WEIGHTS"):
+        DetectionEvaluator(DetectionSearchConfig(SYNTH_CONFIG, opts=("MODEL.WEIGHTS", "a.pkl")))
     with pytest.raises(ValueError, match="build_attonet_fpn_backbone"):
         DetectionEvaluator(
             DetectionSearchConfig(os.path.join(CONFIGS, "mask_rcnn_R_50_FPN_voc.yaml"))

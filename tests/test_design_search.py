@@ -19,11 +19,14 @@ from atto_detectron.classification import (
 )
 from atto_detectron.design import (
     STATE_FILE,
+    CellGenerator,
+    CellGenome,
     ClassificationEvaluator,
     ClassificationSearchConfig,
     DesignExplorer,
     DesignRequirements,
     ExplorerSettings,
+    GeneratorSettings,
     SearchBudget,
     family_summary,
     get_prototype,
@@ -128,8 +131,9 @@ def test_search_finds_a_family_that_beats_the_prototype(shapes, tmp_path):
 
 
 def _tiny_explorer(data, output, resume=False):
-    # The prototype (66,858 parameters) is over this budget: candidates are scaled to fit.
-    requirements = DesignRequirements(max_params=40_000)
+    # The prototype (66,858 parameters) is over this budget: candidates are made to fit.
+    # The latency budget is generous: it only makes every candidate's latency measured.
+    requirements = DesignRequirements(max_params=40_000, max_latency_ms=1000)
     config = ClassificationSearchConfig(
         data, image_size=32, batch_size=32, scratch_epochs=1, finetune_epochs=1, lr=0.1
     )
@@ -142,11 +146,12 @@ def _tiny_explorer(data, output, resume=False):
 
 
 def _comparable(state):
-    """The state without wall times (which differ between runs)."""
+    """The state without times (which differ between runs)."""
     state = json.loads(json.dumps(state))
     state.pop("search_seconds")
     for record in state["candidates"] + list(state["retrained"].values()):
         record.pop("seconds")
+        assert record.pop("latency_ms") > 0
     return state
 
 
@@ -158,10 +163,22 @@ def test_killed_search_resumes_with_the_same_result(shapes, tmp_path, monkeypatc
     killed = _tiny_explorer(shapes, output)
     evaluate = killed.evaluator.evaluate
 
-    def evaluate_until_killed(spec, *args, **kwargs):
-        if spec.name == "candidate-0003":
-            raise KeyboardInterrupt  # as Ctrl-C or a kill, while candidate 3 trains
-        return evaluate(spec, *args, **kwargs)
+    def evaluate_until_killed(spec, spec_path, schedule, seed, initialize=None, **kwargs):
+        if spec.name != "candidate-0003":
+            return evaluate(spec, spec_path, schedule, seed, initialize=initialize, **kwargs)
+
+        def initialize_then_kill(model):
+            initialize(model)
+            forwards = []
+
+            def kill(module, args):
+                forwards.append(1)
+                if len(forwards) == 2:  # in the middle of candidate 3's training
+                    raise KeyboardInterrupt  # as Ctrl-C; SIGKILL leaves the same files
+
+            model.register_forward_pre_hook(kill)
+
+        return evaluate(spec, spec_path, schedule, seed, initialize=initialize_then_kill, **kwargs)
 
     monkeypatch.setattr(killed.evaluator, "evaluate", evaluate_until_killed)
     with pytest.raises(KeyboardInterrupt):
@@ -174,11 +191,12 @@ def test_killed_search_resumes_with_the_same_result(shapes, tmp_path, monkeypatc
     assert _comparable(resumed) == _comparable(uninterrupted)
     assert _comparable(load_state(output)) == _comparable(uninterrupted)
 
-    # Budgets: the prototype fails the parameter budget, every candidate was made to fit.
+    # Budgets: the prototype fails the parameter budget; samples over it were drawn again
+    # (and, after max_draws, scaled down), so every candidate fits.
     prototype, *candidates = resumed["candidates"]
-    assert prototype["met"] == {"max_params": False}
+    assert prototype["met"] == {"max_params": False, "max_latency_ms": True}
     assert all(c["params"] <= 40_000 and c["met"]["max_params"] for c in candidates)
-    assert any(c["repairs"] > 0 for c in candidates)
+    assert any(c["draws"] > 1 for c in candidates)
     # Weights are kept for the prototype, the elite, the last generator's elite (parents
     # of its candidates) and the family; the others are deleted.
     family = {row["candidate"] for row in family_summary(resumed)["family"]}
@@ -220,3 +238,18 @@ def test_tool_reports_bad_input(shapes, tmp_path):
         explore_design.main(["--data", shapes, "--budget", "soon"])
     with pytest.raises(ValueError, match="--data"):
         explore_design.main(["--budget", "1"])
+
+
+def test_proposals_meet_the_budgets(shapes, tmp_path):
+    explorer = _tiny_explorer(shapes, str(tmp_path / "search"))
+    prototype = CellGenome.from_spec(explorer.prototype)
+    generator = CellGenerator.from_prototype(prototype, GeneratorSettings())
+    evaluator = explorer.evaluator
+    # 40K of the prototype's 66,858 parameters: some draws fit, others are drawn again.
+    genome, draws, repairs = explorer._propose(generator, 5, "candidate")
+    assert evaluator.count_parameters(genome.to_spec("c")) <= 40_000 and repairs == 0
+    # A budget no draw meets: the last draw is scaled down until it fits.
+    explorer.requirements = DesignRequirements(max_params=5_000)
+    genome, draws, repairs = explorer._propose(generator, 5, "candidate")
+    assert draws == explorer.settings.max_draws and repairs >= 1
+    assert evaluator.count_parameters(genome.to_spec("c")) <= 5_000

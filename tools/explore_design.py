@@ -3,7 +3,7 @@
 Machine-driven design exploration: new AttoNets from a human prototype and requirements.
 
     python tools/explore_design.py --task classification --data datasets/synth_imagefolder \\
-        --requirements configs/design/synth_classification.yaml --budget 12 \\
+        --requirements configs/design/synth_classification.yaml --budget 16 \\
         --output output/design_demo
     python tools/explore_design.py ... --resume                  # continue a killed search
     python tools/explore_design.py --task detection --data voc_synth_train,voc_synth_val \\
@@ -44,7 +44,6 @@ from atto_detectron.design import (
     get_prototype,
     load_requirements,
     parse_budget,
-    parse_count,
     write_report,
 )
 
@@ -55,8 +54,8 @@ DEFAULT_DETECTION_CONFIG = "configs/synth/atto_maskrcnn_synth.yaml"
 
 def get_parser():
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[1].strip(),
-        epilog=__doc__.split("\n\n", 2)[2],
+        description=__doc__.split("\n\n")[0].strip(),
+        epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--task", choices=["classification", "detection"], default="classification")
@@ -72,7 +71,10 @@ def get_parser():
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="default: output/design_<task>")
-    parser.add_argument("--resume", action="store_true", help="continue the search in --output")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the search in --output (or start one there if there is none)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads (default: torch's choice)"
@@ -133,15 +135,13 @@ def get_parser():
 def build_requirements(args) -> DesignRequirements:
     requirements = load_requirements(args.requirements) if args.requirements else None
     requirements = requirements or DesignRequirements()
+    # Counts may carry a K/M/G suffix ("250K"): DesignRequirements parses them.
     return requirements.updated(
         min_accuracy=args.min_accuracy,
-        max_params=None if args.max_params is None else parse_count(args.max_params, "--max-params"),
-        max_mult_adds=(
-            None if args.max_mult_adds is None
-            else parse_count(args.max_mult_adds, "--max-mult-adds")
-        ),
+        max_params=args.max_params,
+        max_mult_adds=args.max_mult_adds,
         max_latency_ms=args.max_latency_ms,
-    )  # fmt: skip
+    )
 
 
 def build_evaluator(args):

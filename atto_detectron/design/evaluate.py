@@ -303,6 +303,14 @@ class DetectionEvaluator(CandidateEvaluator):
                 f"{self.base_cfg.MODEL.BACKBONE.NAME!r}; the explorer designs AttoNet-FPN "
                 f"backbones (build_attonet_fpn_backbone)."
             )
+        if self.base_cfg.MODEL.WEIGHTS:
+            raise ValueError(
+                f"{config.config_file}: MODEL.WEIGHTS is {self.base_cfg.MODEL.WEIGHTS!r}, but "
+                f"the explorer trains the prototype and the family from scratch and the "
+                f"candidates from their parents' weights. Drop MODEL.WEIGHTS; to start from "
+                f"ImageNet50, explore with --task classification and train the family's "
+                f"detectors with tools/train_net.py and MODEL.ATTONET.SPEC."
+            )
         self._complexity = {}
 
     def _load_base_cfg(self):

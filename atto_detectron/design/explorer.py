@@ -12,8 +12,10 @@ problem:
    prototype's cells. Generator k proposes ``population`` candidates. Each:
 
    * is sampled from G_k with a random generator seeded by (seed, candidate id);
-   * when over the parameter or mult-add budget, has all its widths scaled down until
-     it fits (counted with :mod:`atto_detectron.analysis`, before any training);
+   * must meet the parameter and mult-add budgets (counted with
+     :mod:`atto_detectron.analysis`, before any training): samples over budget are drawn
+     again, up to ``max_draws`` times, after which the last one has all its widths scaled
+     down until it fits;
    * inherits the weights of its *parent*, the member of G_k's elite closest to it in
      log2 widths (:mod:`~atto_detectron.design.inherit`), and is fine-tuned briefly
      ("finetune" schedule), then tested on the validation set;
@@ -129,8 +131,10 @@ class ExplorerSettings:
         seed: seeds every random draw (with the candidate's id).
         retrain: retrain the family from scratch at the end (see the module docstring).
         name_prefix: family members are named "<prefix>-G<k>" after their generator.
-        max_repairs: times a candidate over budget is scaled down before it is evaluated
-            anyway (and then fails the indicator).
+        max_draws: samples drawn from the generator for one candidate until one meets
+            the parameter and mult-add budgets.
+        max_repairs: times the last draw, still over budget, is scaled down before it is
+            evaluated anyway (and then fails the indicator).
         generator: see :class:`~atto_detectron.design.generator.GeneratorSettings`.
     """
 
@@ -139,6 +143,7 @@ class ExplorerSettings:
     seed: int = 0
     retrain: bool = True
     name_prefix: str = "AttoNet-X"
+    max_draws: int = 10
     max_repairs: int = 8
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
 
@@ -309,24 +314,38 @@ class DesignExplorer:
         record.update(measured)
         return record
 
-    def _fit_budgets(self, genome: CellGenome, name: str):
-        """Scales ``genome`` down until it meets the parameter and mult-add budgets."""
-        requirements, repairs = self.requirements, 0
+    def _budget_excess(self, genome: CellGenome, name: str) -> float:
+        """The largest value / budget ratio of ``genome`` (0 without budgets)."""
+        requirements, spec = self.requirements, genome.to_spec(name)
         if requirements.max_params is None and requirements.max_mult_adds is None:
-            return genome, repairs
-        while True:
-            spec = genome.to_spec(name)
-            if requirements.max_mult_adds is None:  # counting parameters alone is cheap
-                params, mult_adds = self.evaluator.count_parameters(spec), 0
-            else:
-                params, mult_adds = self.evaluator.complexity(spec)
-            worst = max(requirements.budget_ratios(params, mult_adds).values())
-            if worst <= 1.0 or repairs >= self.settings.max_repairs:
-                return genome, repairs
+            return 0.0
+        if requirements.max_mult_adds is None:  # counting parameters alone is cheap
+            params, mult_adds = self.evaluator.count_parameters(spec), 0
+        else:
+            params, mult_adds = self.evaluator.complexity(spec)
+        return max(requirements.budget_ratios(params, mult_adds).values())
+
+    def _propose(self, generator: CellGenerator, seed: int, name: str):
+        """
+        A genome from ``generator`` that meets the budgets (see the module docstring).
+
+        Returns:
+            (genome, draws, repairs).
+        """
+        rng = np.random.default_rng(seed)
+        for draws in range(1, self.settings.max_draws + 1):
+            genome = generator.sample(rng)
+            excess = self._budget_excess(genome, name)
+            if excess <= 1.0:
+                return genome, draws, 0
+        for repairs in range(1, self.settings.max_repairs + 1):
             # Parameters and mult-adds grow about quadratically with the widths (less for
             # the stem and the FC, hence the margin).
-            genome = genome.scaled(min(0.95, 0.97 / math.sqrt(worst)))
-            repairs += 1
+            genome = genome.scaled(min(0.95, 0.97 / math.sqrt(excess)))
+            excess = self._budget_excess(genome, name)
+            if excess <= 1.0:
+                break
+        return genome, draws, repairs
 
     def _nearest(self, genome: CellGenome, ids: Sequence[int]) -> Dict:
         genes = np.log2(genome.integer_genes())
@@ -385,6 +404,7 @@ class DesignExplorer:
             "name": self.prototype.name,
             "generator": None,
             "parent": None,
+            "draws": 0,
             "repairs": 0,
             "schedule": "scratch",
             "spec": self.prototype.to_dict(),
@@ -425,8 +445,7 @@ class DesignExplorer:
         generator = CellGenerator.from_dict(generator_state["distribution"], self.prototype_genome)
         seed = _derived_seed(self.settings.seed, candidate_id)
         name = f"candidate-{candidate_id:04d}"
-        genome = generator.sample(np.random.default_rng(seed))
-        genome, repairs = self._fit_budgets(genome, name)
+        genome, draws, repairs = self._propose(generator, seed, name)
         spec = genome.to_spec(name)
         parent = self._nearest(genome, generator_state["elite"])
 
@@ -441,6 +460,7 @@ class DesignExplorer:
             "name": name,
             "generator": k,
             "parent": parent["id"],
+            "draws": draws,
             "repairs": repairs,
             "schedule": "finetune",
             "spec": spec.to_dict(),

@@ -15,11 +15,13 @@ distributions, one per gene of a :class:`~atto_detectron.design.space.CellGenome
   projection instead of the identity.
 
 G_0 is centred on the human prototype. :meth:`CellGenerator.updated` builds the next
-generator from the best candidates found so far, as the cross-entropy method does: every
-mean, spread and probability moves a fraction ``update_rate`` of the way towards what
-those candidates have (their mean log2 widths; the spread of each width, and of their
-average log2 width for the common scale; their choice frequencies), with a floor on
-spreads and probabilities so that no choice is ever ruled out.
+generator from the best candidates found so far (the elite), as the cross-entropy method
+does: the means move a fraction ``mean_rate`` of the way to the elite's mean log2 widths;
+the spreads and probabilities move a smaller fraction ``spread_rate`` towards the elite's
+(the standard deviation of each width, and of their average log2 width for the common
+scale; their choice frequencies), so that the generator does not narrow down faster than
+a few noisy evaluations warrant. Floors on spreads and probabilities keep every choice
+possible.
 """
 
 from dataclasses import asdict, dataclass
@@ -43,7 +45,8 @@ class GeneratorSettings:
         initial_keep: G_0's probability of the prototype's multiplier in each module.
         initial_projection: G_0's probability of a projection where the prototype has an
             identity shortcut.
-        update_rate: how far each update moves towards the best candidates (0..1).
+        mean_rate: how far each update moves the means towards the elite's (0..1].
+        spread_rate: how far it moves the spreads and probabilities (0..1].
         prob_floor: floor of every categorical and Bernoulli probability.
         max_growth: widths stay at most this many times the prototype's.
     """
@@ -53,13 +56,15 @@ class GeneratorSettings:
     min_sigma: float = 0.1
     initial_keep: float = 0.7
     initial_projection: float = 0.05
-    update_rate: float = 0.5
+    mean_rate: float = 0.8
+    spread_rate: float = 0.3
     prob_floor: float = 0.05
     max_growth: float = 2.0
 
     def __post_init__(self):
-        if not 0 < self.update_rate <= 1:
-            raise ValueError(f"update_rate must be in (0, 1]; got {self.update_rate}")
+        for name in ("mean_rate", "spread_rate"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1]; got {getattr(self, name)}")
         if not 0 <= self.prob_floor < 0.5:
             raise ValueError(f"prob_floor must be in [0, 0.5); got {self.prob_floor}")
         if self.max_growth < 1:
@@ -161,31 +166,32 @@ class CellGenerator:
 
     def updated(self, elite: Sequence[CellGenome], settings: GeneratorSettings) -> "CellGenerator":
         """
-        G_{k+1} from G_k (``self``) and the best candidates so far (``elite``): means,
-        spreads and probabilities move ``settings.update_rate`` of the way towards the
-        elite's mean log2 widths, their standard deviation, and their choice frequencies.
+        G_{k+1} from G_k (``self``) and the best candidates so far (``elite``): the means
+        move ``settings.mean_rate`` of the way to the elite's mean log2 widths; spreads and
+        probabilities ``settings.spread_rate`` of the way to the elite's standard
+        deviations and choice frequencies.
         """
         if not elite:
             raise ValueError("updating a generator needs at least one elite candidate")
-        rate = settings.update_rate
+        a, b = settings.mean_rate, settings.spread_rate
         logs = np.log2(np.stack([g.integer_genes() for g in elite]).astype(np.float64))
         # Each candidate's common scale (its average log2 width) and its cell-by-cell shape.
         scales = logs.mean(axis=1)
         shapes = logs - scales[:, None]
-        mean = (1 - rate) * self.mean + rate * logs.mean(axis=0)
-        sigma = np.maximum(settings.min_sigma, (1 - rate) * self.sigma + rate * shapes.std(axis=0))
-        scale_sigma = max(settings.min_sigma, (1 - rate) * self.scale_sigma + rate * scales.std())
+        mean = (1 - a) * self.mean + a * logs.mean(axis=0)
+        sigma = np.maximum(settings.min_sigma, (1 - b) * self.sigma + b * shapes.std(axis=0))
+        scale_sigma = max(settings.min_sigma, (1 - b) * self.scale_sigma + b * scales.std())
 
         chosen = np.array([[MULTIPLIER_CHOICES.index(m) for m in g.multiplier] for g in elite])
         frequencies = np.stack(
             [(chosen == c).mean(axis=0) for c in range(len(MULTIPLIER_CHOICES))], axis=1
         )
         multiplier_probs = _floor_probabilities(
-            (1 - rate) * self.multiplier_probs + rate * frequencies, settings.prob_floor
+            (1 - b) * self.multiplier_probs + b * frequencies, settings.prob_floor
         )
         projected = np.array([g.projection for g in elite], dtype=np.float64).mean(axis=0)
         projection_probs = np.clip(
-            (1 - rate) * self.projection_probs + rate * projected,
+            (1 - b) * self.projection_probs + b * projected,
             settings.prob_floor,
             1 - settings.prob_floor,
         )

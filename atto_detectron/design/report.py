@@ -27,6 +27,12 @@ def _count(value: Optional[float]) -> str:
     return f"{value:g}"
 
 
+def _widths(spec: Mapping) -> str:
+    """ "stem / o_res2-o_res3-..." of a spec dict."""
+    stages = "-".join(str(modules[0]["out_channels"]) for modules in spec["stages"].values())
+    return f"{spec['stem_channels']} / {stages}"
+
+
 def _figures(record: Mapping) -> Dict:
     return {
         k: record[k]
@@ -53,6 +59,7 @@ def family_summary(state: Mapping) -> Dict:
             "name": member["name"],
             "generator": member["generator"],
             "candidate": record["id"],
+            "widths": _widths(record["spec"]),
             "search": _figures(record),
             "final": _figures(final) if final else None,
             "final_schedule": final["schedule"] if final else None,
@@ -85,7 +92,10 @@ def family_summary(state: Mapping) -> Dict:
         "input_size": state["input_size"],
         "requirements": state["requirements"],
         "prototype": dict(
-            _figures(prototype), name=prototype["name"], spec_file=prototype["spec_file"]
+            _figures(prototype),
+            name=prototype["name"],
+            spec_file=prototype["spec_file"],
+            widths=_widths(prototype["spec"]),
         ),
         "family": rows,
         "generators": generators,
@@ -128,13 +138,14 @@ def format_family_table(summary: Mapping) -> str:
         f"Requirements (indicator function): {'; '.join(requirements)}. Parameters and "
         f"mult-adds at {h}x{w}. NetScore: alpha = 2, beta = gamma = 0.5.",
         "",
-        f"| network | from | {acc} in search | {acc} final | params | mult-adds | latency | "
-        f"NetScore final | requirements (final) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| network | from | stem / stage widths | {acc} in search | {acc} final | params | "
+        f"mult-adds | latency | NetScore final | requirements (final) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     p = summary["prototype"]
     lines.append(
-        f"| {p['name']} (prototype) | human | {p['accuracy']:.2f} | {p['accuracy']:.2f} | "
+        f"| {p['name']} (prototype) | human | {p['widths']} | {p['accuracy']:.2f} | "
+        f"{p['accuracy']:.2f} | "
         f"{_count(p['params'])} | {_count(p['mult_adds'])} | {_latency(p)} | "
         f"{_netscore_text(p['netscore'])} | {_met_text(p)} |"
     )
@@ -142,9 +153,14 @@ def format_family_table(summary: Mapping) -> str:
         final = row["final"] or row["search"]
         lines.append(
             f"| {row['name']} | G{row['generator']}, candidate {row['candidate']} | "
-            f"{row['search']['accuracy']:.2f} | {final['accuracy']:.2f} | "
+            f"{row['widths']} | {row['search']['accuracy']:.2f} | {final['accuracy']:.2f} | "
             f"{_count(final['params'])} | {_count(final['mult_adds'])} | {_latency(final)} | "
             f"{_netscore_text(final['netscore'])} | {_met_text(final)} |"
+        )
+    if not summary["family"]:
+        lines.append(
+            "| (no family: no generator produced a network that meets the requirements with "
+            "a higher NetScore than the prototype) |"
         )
     retrained = all(row["final_schedule"] == "scratch" for row in summary["family"])
     lines += [
