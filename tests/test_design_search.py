@@ -156,7 +156,7 @@ def _comparable(state):
 
 
 def test_killed_search_resumes_with_the_same_result(shapes, tmp_path, monkeypatch):
-    budget = SearchBudget(candidates=4)
+    budget = SearchBudget(candidates=3)
     uninterrupted = _tiny_explorer(shapes, str(tmp_path / "full")).run(budget, progress=False)
 
     output = str(tmp_path / "killed")
