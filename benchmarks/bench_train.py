@@ -56,6 +56,10 @@ def get_parser():
     add_common_arguments(parser, DEFAULT_SIZES, repeats=5)
     parser.add_argument("--batch-size", type=int, default=2, help="images per iteration")
     parser.add_argument(
+        "--memory-repeats", type=int, default=1,
+        help="fresh processes per memory figure; the median is kept (default 1)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-mult-adds", action="store_true", help="skip counting (inference) mult-adds"
     )
     parser.add_argument(
@@ -97,7 +101,11 @@ def main(argv=None):
                 )
                 results.setdefault(
                     name,
-                    {"config": os.path.relpath(MODELS[name]), "params": count_parameters(model), "sizes": {}},
+                    {
+                        "config": os.path.relpath(MODELS[name]),
+                        "params": count_parameters(model),
+                        "sizes": {},
+                    },
                 )
                 batch = synthetic_training_batch(
                     args.batch_size, size, cfg.MODEL.ROI_HEADS.NUM_CLASSES, device=device
@@ -127,16 +135,18 @@ def main(argv=None):
                         opts=args.opts,
                         threads=args.threads,
                         batch_size=args.batch_size,
+                        repeats=args.memory_repeats,
                     )
                 }
             results[name]["sizes"][str(short)] = entry
         del steps
 
-    add_ratios(results, MEMORY_KEY)
+    add_ratios(results, MEMORY_KEY, args.baseline)
     accuracy = {name: read_accuracy(path) for name, path in accuracy_files.items()}
     report = {
         "machine": machine,
         "settings": {
+            "baseline": args.baseline,
             "sizes": args.sizes,
             "aspect": args.aspect,
             "batch_size": args.batch_size,

@@ -20,8 +20,12 @@ MODELS = OrderedDict(
         ("AttoNet-C", os.path.join(CONFIGS, "atto_maskrcnn_voc_C.yaml")),
         ("AttoNet-D", os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")),
         ("R50-FPN", os.path.join(CONFIGS, "mask_rcnn_R_50_FPN_voc.yaml")),
+        # AttoNet-A with fewer proposals and detections at test time (not in the default
+        # comparison: its workload differs from the others').
+        ("AttoNet-A-fast", os.path.join(CONFIGS, "atto_maskrcnn_voc_fast.yaml")),
     ]
 )
+DEFAULT_MODELS = ["AttoNet-A", "AttoNet-B", "AttoNet-C", "AttoNet-D", "R50-FPN"]
 BASELINE = "R50-FPN"
 COLORS = {
     "AttoNet-A": "tab:blue",
@@ -29,6 +33,7 @@ COLORS = {
     "AttoNet-C": "tab:green",
     "AttoNet-D": "tab:red",
     "R50-FPN": "black",
+    "AttoNet-A-fast": "tab:purple",
 }
 
 
@@ -39,8 +44,8 @@ def image_size(short_edge: int, aspect: float) -> List[int]:
 
 def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], repeats: int):
     parser.add_argument(
-        "--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="NAME",
-        help=f"models to compare (default: all of {', '.join(MODELS)})",
+        "--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS), metavar="NAME",
+        help=f"models to compare, among {', '.join(MODELS)} (default: all but AttoNet-A-fast)",
     )  # fmt: skip
     parser.add_argument(
         "--sizes", nargs="+", type=int, default=list(sizes), metavar="PIXELS",
@@ -49,6 +54,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], 
     parser.add_argument(
         "--aspect", type=float, default=4 / 3,
         help="width / height of the images (default 4/3, a landscape VOC image)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", default=BASELINE, choices=list(MODELS),
+        help="the model the ratios compare with (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
@@ -110,7 +119,9 @@ def find_results(models: Sequence[str], explicit: Sequence[str]) -> Dict[str, st
     for item in explicit:
         name, sep, path = item.partition("=")
         if not sep or name not in MODELS:
-            raise SystemExit(f"error: --results {item!r}: expected NAME=FILE with NAME in {list(MODELS)}")
+            raise SystemExit(
+                f"error: --results {item!r}: expected NAME=FILE with NAME in {list(MODELS)}"
+            )
         if not os.path.isfile(path):
             raise SystemExit(f"error: --results {item!r}: no such file {path!r}")
         found[name] = path
@@ -154,18 +165,18 @@ def timing_entry(timings: Dict, name: str) -> Dict:
     return entry
 
 
-def add_ratios(results: Dict, memory_key: str):
+def add_ratios(results: Dict, memory_key: str, baseline: str = BASELINE):
     """
-    Adds ``ratio_to_R50-FPN`` to each model's entry per size, each R50's figure divided
-    by the model's (> 1: the model is that many times faster / smaller): "latency"
-    (medians), "latency_paired" (median of per-round ratios), "cpu" (CPU-time
+    Adds ``ratio_to_baseline`` to each model's entry per size, each of the baseline's
+    figures divided by the model's (> 1: the model is that many times faster / smaller):
+    "latency" (medians), "latency_paired" (median of per-round ratios), "cpu" (CPU-time
     medians), "memory" (``memory_key`` of the memory probe) and "mult_adds".
     """
     from atto_detectron.deploy.benchmark import paired_ratio
 
-    if BASELINE not in results:
+    if baseline not in results:
         return
-    base = results[BASELINE]["sizes"]
+    base = results[baseline]["sizes"]
     for record in results.values():
         for short, entry in record["sizes"].items():
             ratios = {"latency": {}, "latency_paired": {}, "cpu": {}, "memory": {}}
@@ -186,8 +197,10 @@ def add_ratios(results: Dict, memory_key: str):
                         base[short]["memory"][engine][memory_key] / memory[memory_key]
                     )
             if "mult_adds" in entry and "mult_adds" in base[short]:
-                ratios["mult_adds"] = base[short]["mult_adds"]["total"] / entry["mult_adds"]["total"]
-            entry["ratio_to_" + BASELINE] = ratios
+                ratios["mult_adds"] = (
+                    base[short]["mult_adds"]["total"] / entry["mult_adds"]["total"]
+                )
+            entry["ratio_to_baseline"] = ratios
 
 
 def format_table(
@@ -195,7 +208,8 @@ def format_table(
 ) -> str:
     """
     A markdown table per model, size and engine: median wall time and its interquartile
-    range, the ratios to R50 (medians, paired rounds, CPU time), memory and mult-adds.
+    range, the ratios to the baseline (medians, paired rounds, CPU time), memory and
+    mult-adds.
     """
     from tabulate import tabulate
 
@@ -203,7 +217,7 @@ def format_table(
     for name, record in results.items():
         for short in sizes:
             entry = record["sizes"][str(short)]
-            ratios = entry.get("ratio_to_" + BASELINE, {})
+            ratios = entry.get("ratio_to_baseline", {})
             for engine, stats in entry["latency_s"].items():
                 memory = entry.get("memory", {}).get(engine)
                 rows.append(
@@ -223,9 +237,9 @@ def format_table(
                     ]
                 )
     headers = [
-        "model", "short edge", "engine", f"{time_label} (median)", "IQR", "R50 / model",
-        "paired", "CPU time", f"memory MB ({memory_key})", "R50 / model", "mult-adds G",
-        "R50 / model",
+        "model", "short edge", "engine", f"{time_label} (median)", "IQR", "baseline / model",
+        "paired", "CPU time", f"memory MB ({memory_key})", "baseline / model", "mult-adds G",
+        "baseline / model",
     ]  # fmt: skip
     return tabulate(rows, headers=headers, tablefmt="github")
 

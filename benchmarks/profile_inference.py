@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """
 Where the inference time of each model goes: per part of the Mask R-CNN (backbone, FPN,
-RPN, ROIAlign, box and mask heads, box NMS, mask pasting) and per operator
-(torch.profiler), at the benchmark's fixed workload.
+RPN, ROIAlign, box and mask heads, box NMS, mask pasting), per layer role inside the
+backbone, and per operator (torch.profiler), at the benchmark's fixed workload.
 
     python benchmarks/profile_inference.py --models AttoNet-A R50-FPN --sizes 800
     python benchmarks/profile_inference.py --engines pytorch pytorch-fused-cl --sizes 800
@@ -15,6 +15,7 @@ bench_inference.py. Writes profile.json to --output-dir.
 import argparse
 import logging
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -60,6 +61,11 @@ def get_parser():
         help="PyTorch engines to profile (hooks need the PyTorch modules)",
     )  # fmt: skip
     parser.add_argument("--top", type=int, default=12, help="operators to list per model")
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="time parts by wall clock or by the process's CPU time (steadier on a shared "
+        "machine; equal to the computing time with --threads 1)",
+    )  # fmt: skip
     return parser
 
 
@@ -70,33 +76,53 @@ def _module(model, path):
 
 
 class PartTimer:
-    """Forward hooks that add up the wall time of each part of a GeneralizedRCNN."""
+    """
+    Forward hooks that add up the time of each part of a GeneralizedRCNN: wall time, or
+    the process's CPU time (``clock="cpu"``; with one thread, the time the part computed,
+    whatever else the machine runs).
+    """
 
-    def __init__(self, model):
+    def __init__(self, model, clock: str = "wall"):
+        self.clock = time.perf_counter if clock == "wall" else time.process_time
         self.seconds = defaultdict(float)
+        self.layer_seconds = defaultdict(float)
         self._start = {}
         for part, path in PART_MODULES.items():
-            module = _module(model, path)
-            module.register_forward_pre_hook(self._pre(part))
-            module.register_forward_hook(self._post(part))
+            self._hook(_module(model, path), part, self.seconds)
+        # Inside the backbone, by layer role: convs by their name in the block
+        # ("conv compression", "conv shortcut", ...; ResNet: "conv conv1".."conv conv3")
+        # and norms that are modules of their own (AttoNet's pre-activation BN).
+        for name, module in model.backbone.bottom_up.named_modules():
+            role = name.rsplit(".", 1)[-1]
+            if isinstance(module, torch.nn.Conv2d):
+                self._hook(module, f"conv {role}", self.layer_seconds)
+            elif role.endswith("norm") and not name.endswith(".norm"):
+                self._hook(module, role, self.layer_seconds)
 
-    def _pre(self, part):
-        def hook(module, inputs):
-            self._start[part] = time.perf_counter()
+    def _hook(self, module, key, totals):
+        def pre(module, inputs):
+            self._start[(key, id(module))] = self.clock()
 
-        return hook
+        def post(module, inputs, outputs):
+            totals[key] += self.clock() - self._start[(key, id(module))]
 
-    def _post(self, part):
-        def hook(module, inputs, outputs):
-            self.seconds[part] += time.perf_counter() - self._start[part]
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
 
-        return hook
+    def backbone_layers(self) -> "OrderedDict[str, float]":
+        """Time per layer role in the backbone in the last run, and the rest of it."""
+        layers = OrderedDict(sorted(self.layer_seconds.items()))
+        layers["rest (activations, additions, pooling)"] = self.seconds["backbone"] - sum(
+            self.layer_seconds.values()
+        )
+        return layers
 
     def run(self, predict, image):
         self.seconds.clear()
-        start = time.perf_counter()
+        self.layer_seconds.clear()
+        start = self.clock()
         predict(image)
-        total = time.perf_counter() - start
+        total = self.clock() - start
         parts = OrderedDict()
         for part in PART_MODULES:
             exclusive = self.seconds[part] - sum(self.seconds[p] for p in NESTED.get(part, []))
@@ -105,7 +131,14 @@ class PartTimer:
             self.seconds[p] for p in ("FPN", "RPN", "ROI heads")
         )
         parts["total"] = total
-        return parts
+        return parts, self.backbone_layers()
+
+
+def _medians(samples):
+    # Per key, the median over runs (the keys of every run are the same).
+    return OrderedDict(
+        (key, statistics.median(sample[key] for sample in samples)) for key in samples[0]
+    )
 
 
 def main(argv=None):
@@ -121,9 +154,14 @@ def main(argv=None):
         for engine in args.engines:
             image = image_tensor(synthetic_image(*image_size(args.sizes[0], args.aspect)))
             predict = make_predictor(model, engine, image)
-            runs[(name, engine)] = (predict, PartTimer(predict.model))
+            runs[(name, engine)] = (predict, PartTimer(predict.model, args.clock))
 
-    report = {"machine": machine_info(args.threads), "opts": args.opts, "profiles": {}}
+    report = {
+        "machine": machine_info(args.threads),
+        "opts": args.opts,
+        "clock": args.clock,
+        "profiles": {},
+    }
     for short in args.sizes:
         image = image_tensor(synthetic_image(*image_size(short, args.aspect)))
         samples = defaultdict(list)
@@ -134,10 +172,8 @@ def main(argv=None):
             for key, (predict, timer) in runs.items():
                 samples[key].append(timer.run(predict, image))
         for (name, engine), (predict, _timer) in runs.items():
-            parts = OrderedDict(
-                (part, sorted(s[part] for s in samples[(name, engine)])[args.repeats // 2])
-                for part in samples[(name, engine)][0]
-            )
+            parts = _medians([sample[0] for sample in samples[(name, engine)]])
+            layers = _medians([sample[1] for sample in samples[(name, engine)]])
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 predict(image)
             operators = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
@@ -145,12 +181,23 @@ def main(argv=None):
                 {"operator": e.key, "self_ms": e.self_cpu_time_total / 1000, "calls": e.count}
                 for e in operators[: args.top]
             ]
-            report["profiles"][f"{name}/{engine}/{short}"] = {"parts_s": parts, "operators": top}
+            report["profiles"][f"{name}/{engine}/{short}"] = {
+                "parts_s": parts,
+                "backbone_layers_s": layers,
+                "operators": top,
+            }
             logger.info(f"{name} / {engine} at {short}")
-            print(f"\n{name} / {engine}, shortest edge {short}: median of {args.repeats} runs")
+            print(
+                f"\n{name} / {engine}, shortest edge {short}: median of {args.repeats} runs "
+                f"({args.clock} time, {args.threads} threads)"
+            )
             for part, seconds in parts.items():
                 share = 100 * seconds / parts["total"]
                 print(f"  {part:48s} {seconds * 1000:8.1f} ms  {share:5.1f}%")
+            print("  inside the backbone:")
+            for layer, seconds in layers.items():
+                share = 100 * seconds / parts["backbone"]
+                print(f"    {layer:46s} {seconds * 1000:8.1f} ms  {share:5.1f}%")
             print("  top operators (self CPU time of one run):")
             for entry in top:
                 print(f"    {entry['operator']:36s} {entry['self_ms']:8.1f} ms  x{entry['calls']}")

@@ -10,6 +10,7 @@ from detectron2.modeling import build_model
 
 from atto_detectron.analysis.detection import load_detection_config
 from atto_detectron.deploy import (
+    EmptyBatchGroupNorm,
     ExportedModel,
     backbone_input,
     compare_outputs,
@@ -69,8 +70,6 @@ def test_backbone_onnx_export_matches_pytorch(model, images, tmp_path):
     [("torchscript", "tracing"), ("torchscript", "scripting"), ("onnx", "tracing")],
 )
 def test_mask_rcnn_export_matches_pytorch(model, images, tmp_path, export_format, method):
-    # ONNX: onnxruntime runs the whole Mask R-CNN while an image has detections (see
-    # the export notes for the empty case).
     export_model(model, images[0], str(tmp_path), export_format, method)
     _check(model, str(tmp_path), images, backbone_only=False)
 
@@ -106,3 +105,26 @@ def test_export_model_cli(tmp_path):
     assert info["backbone_only"] and info["fused_bn"] and info["size_divisibility"] == 32
     with pytest.raises(SystemExit, match="TorchScript only"):
         cli.main(argv + ["--output", str(out), "--export-method", "scripting", "--format", "onnx"])
+
+
+def test_empty_batch_group_norm_matches_and_runs_empty_in_onnxruntime(tmp_path):
+    # The mask head's batch is the detections: an image without any gives an empty one.
+    onnxruntime = pytest.importorskip("onnxruntime")
+    norm = torch.nn.GroupNorm(4, 12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    head = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), EmptyBatchGroupNorm(norm))
+    x = torch.randn(5, 3, 14, 14)
+    with torch.no_grad():
+        expected = norm(head[0](x))
+        torch.testing.assert_close(head(x), expected, rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "head.onnx")
+    torch.onnx.export(
+        head.eval(), (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, opset_version=16
+    )
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": x[:0].numpy()})[0].shape == (0, 12, 14, 14)
+    torch.testing.assert_close(
+        torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), expected, rtol=1e-4, atol=1e-4
+    )

@@ -82,6 +82,8 @@ def get_parser():
 def load_model(cfg):
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
+        if "://" not in cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
+            sys.exit(f"error: MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r}: no such file")
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialized weights")
@@ -95,7 +97,7 @@ def sample_image(cfg, path=None) -> torch.Tensor:
         image = synthetic_image(short, int(round(short * 4 / 3)))
     else:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--sample-image {path!r}: no such file")
+            sys.exit(f"error: --sample-image {path!r}: no such file")
         image = detection_utils.read_image(path, format=cfg.INPUT.FORMAT)
     resize = T.ResizeShortestEdge(
         [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST

@@ -4,6 +4,7 @@ from .export import (
     DEFAULT_ONNX_OPSET,
     EXPORT_FORMATS,
     EXPORT_METHODS,
+    EmptyBatchGroupNorm,
     ExportedModel,
     backbone_input,
     export_model,

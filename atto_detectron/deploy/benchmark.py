@@ -15,7 +15,6 @@ Fairness rules that every function here keeps:
 """
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -320,10 +319,13 @@ def measure_peak_memory(
     threads: Optional[int] = None,
     device: str = "cpu",
     batch_size: int = 1,
+    repeats: int = 1,
 ) -> Dict:
     """
     Peak memory of one model in a fresh Python process (``python -m
-    atto_detectron.deploy.memory_probe``), so that no other model's memory counts.
+    atto_detectron.deploy.memory_probe``), so that no other model's memory counts;
+    ``repeats`` processes, and the median of each figure (one process to the next, the
+    same run varies by up to about 10%: the allocator's layout differs).
 
     ``mode`` "inference": the probe builds the model and its predictor, frees the built
     model, warms up on a small image, then measures one inference at ``image_size``.
@@ -338,7 +340,8 @@ def measure_peak_memory(
         the whole of it, since the warm-up was smaller); "inference_mb" = weights +
         run increase (inference only: the memory the model itself needs);
         "peak_above_base_mb" = peak - base (everything, including the code that running
-        the model loaded); on GPU also "cuda_peak_allocated_mb".
+        the model loaded); on GPU also "cuda_peak_allocated_mb"; "runs", every
+        process's figures.
     """
     command = [
         sys.executable,
@@ -354,10 +357,19 @@ def measure_peak_memory(
         "--threads", str(threads or torch.get_num_threads()),
     ]  # fmt: skip
     command += ["--opts", *opts] if opts else []
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"memory probe failed for {config_file} {image_size} {engine} {mode}:\n"
-            f"{result.stderr[-3000:]}"
-        )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(repeats):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"memory probe failed for {config_file} {image_size} {engine} {mode}:\n"
+                f"{result.stderr[-3000:]}"
+            )
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    summary = {
+        key: statistics.median(run[key] for run in runs)
+        for key, value in runs[0].items()
+        if isinstance(value, float)
+    }
+    summary["runs"] = runs
+    return summary

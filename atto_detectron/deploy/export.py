@@ -26,6 +26,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detectron2.config import instantiate
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_ONNX_OPSET",
     "MODEL_FILES",
     "INFO_FILE",
+    "EmptyBatchGroupNorm",
     "prepare_for_export",
     "backbone_input",
     "reference_outputs",
@@ -72,15 +74,55 @@ _RCNN_INSTANCE_FIELDS = {
 }
 
 
+class EmptyBatchGroupNorm(nn.Module):
+    """
+    GroupNorm computed as instance norm over a ``(N, groups, C / groups, H, W)`` view: the
+    same function as ``nn.GroupNorm``, but its ONNX graph also runs on an empty batch.
+
+    torch.onnx exports ``nn.GroupNorm`` with a Reshape to ``[0, groups, -1]``, which
+    onnxruntime cannot apply to a tensor with no element ("The input tensor cannot be
+    reshaped to the requested shape. Input shape:{0,96,14,14}, requested
+    shape:{0,32,-1}"): the mask head of an exported Mask R-CNN then fails on every image
+    without detections. This view names every dimension instead.
+    """
+
+    def __init__(self, norm: nn.GroupNorm):
+        super().__init__()
+        self.num_groups = norm.num_groups
+        self.channels_per_group = norm.num_channels // norm.num_groups
+        self.eps = norm.eps
+        self.weight = norm.weight
+        self.bias = norm.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        grouped = x.reshape(n, self.num_groups, self.channels_per_group, h, w)
+        x = F.instance_norm(grouped, eps=self.eps).reshape(n, c, h, w)
+        if self.weight is not None:
+            x = x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return x
+
+
+def _replace_group_norms(module: nn.Module) -> None:
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.GroupNorm):
+                setattr(parent, name, EmptyBatchGroupNorm(child))
+
+
 def prepare_for_export(model: nn.Module, fuse: bool = True) -> nn.Module:
     """
     An eval-mode copy of ``model`` ready to export: batch norms that follow a conv folded
-    into it (:func:`fuse_bn`, unless ``fuse`` is False) and the other (Sync)BatchNorms
-    turned into ``FrozenBatchNorm2d``, which computes the same in eval mode and, unlike
-    SyncBatchNorm, scripts.
+    into it (:func:`fuse_bn`, unless ``fuse`` is False), the other (Sync)BatchNorms
+    turned into ``FrozenBatchNorm2d`` (the same in eval mode and, unlike SyncBatchNorm,
+    scriptable), and the GroupNorms of the ROI heads, whose batch is the detections and
+    can be empty, as :class:`EmptyBatchGroupNorm`.
     """
     model = fuse_bn(model) if fuse else copy.deepcopy(model).eval()
-    return FrozenBatchNorm2d.convert_frozen_batchnorm(model).eval()
+    model = FrozenBatchNorm2d.convert_frozen_batchnorm(model)
+    if isinstance(getattr(model, "roi_heads", None), nn.Module):
+        _replace_group_norms(model.roi_heads)
+    return model.eval()
 
 
 def backbone_input(model: GeneralizedRCNN, image: Tensor) -> Tensor:

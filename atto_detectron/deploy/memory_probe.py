@@ -112,8 +112,12 @@ def main(argv=None) -> dict:
     if args.mode == "inference":
         result["inference_mb"] = weights_mb + result["run_increase_mb"]
     if cuda:
+        # On the GPU the model's memory is what the caching allocator handed out at the
+        # peak (weights included), not the host process's resident memory.
         torch.cuda.synchronize()
         result["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
+        if args.mode == "inference":
+            result["inference_mb"] = result["cuda_peak_allocated_mb"]
     print(json.dumps(result))
     return result
 
