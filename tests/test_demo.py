@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import CONFIGS, REPO_ROOT
+from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
 
 CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 # Random weights: every score is about 1/21, so a threshold of 0 draws detections and a
@@ -94,3 +94,22 @@ def test_unreadable_image_names_it(tmp_path):
     with pytest.raises(SystemExit) as e:
         _run("--input", str(bad), "--output", str(tmp_path / "o.png"))
     assert "broken.jpg" in str(e.value) and "not a readable image" in str(e.value)
+
+
+def test_generated_voc_images_into_a_folder(synthetic_voc, tmp_path):
+    # As `make demo` runs it: several dataset images, one drawing each, VOC class names.
+    with open(os.path.join(synthetic_voc, "ImageSets", "Segmentation", "val.txt")) as f:
+        names = f.read().split()[:2]
+    inputs = [os.path.join(synthetic_voc, "JPEGImages", name + ".jpg") for name in names]
+    out_dir = tmp_path / "drawn"
+    demo.main(
+        ["--config-file", CONFIG, "--input", *inputs, "--output", str(out_dir) + os.sep,
+         "--confidence-threshold", "0", "--opts", *OPTS,
+         "DATASETS.TEST", f"('{SYNTH_DATASETS['val']}',)"]
+    )  # fmt: skip
+    assert sorted(os.listdir(out_dir)) == sorted(name + ".png" for name in names)
+    for name, path in zip(names, inputs):
+        original = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        drawn = np.asarray(Image.open(out_dir / (name + ".png")).convert("RGB")).astype(int)
+        assert drawn.shape == original.shape
+        assert (np.abs(drawn - original).max(axis=-1) > 40).mean() > 0.001

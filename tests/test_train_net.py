@@ -9,10 +9,11 @@ import torch
 
 from detectron2.engine import launch
 
-from .conftest import CONFIGS, REPO_ROOT
-from .toy_dataset import register_toy_dataset
+from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, register_synthetic_voc
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
+# Generated VOC-layout data, read by the VOC loader (the synthetic_voc fixture).
+TRAIN, VAL = SYNTH_DATASETS["train"], SYNTH_DATASETS["val"]
 
 
 def _load_train_net():
@@ -35,8 +36,8 @@ def _args(output_dir, *extra, eval_only=False, resume=False, max_iter=12, period
         argv.append("--resume")
     argv += ["--num-gpus", str(num_gpus)]
     argv += [
-        "DATASETS.TRAIN", "('toy_train',)",
-        "DATASETS.TEST", "('toy_val',)",
+        "DATASETS.TRAIN", f"('{TRAIN}',)",
+        "DATASETS.TEST", f"('{VAL}',)",
         "MODEL.ATTONET.VARIANT", "D",
         "SOLVER.MAX_ITER", str(max_iter),
         "SOLVER.CHECKPOINT_PERIOD", str(period),
@@ -50,21 +51,13 @@ def _args(output_dir, *extra, eval_only=False, resume=False, max_iter=12, period
     return train_net.get_parser().parse_args(argv)
 
 
-@pytest.fixture(scope="module")
-def toy_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    register_toy_dataset("toy_train", str(root / "train"), num_images=8, seed=0)
-    register_toy_dataset("toy_val", str(root / "val"), num_images=4, seed=1)
-    return root
-
-
 def _metrics(output_dir):
     with open(os.path.join(output_dir, "metrics.json")) as f:
         return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")
-def trained(toy_data, tmp_path_factory):
+def trained(synthetic_voc, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("train")
     results = train_net.main(_args(output_dir, max_iter=30, period=10))
     return output_dir, results
@@ -86,8 +79,8 @@ def test_training_writes_checkpoints_and_results(trained):
     with open(os.path.join(output_dir, "last_checkpoint")) as f:
         assert f.read() == "model_final.pth"
     record = json.loads((output_dir / "results.json").read_text())
-    assert set(record["summary"]["toy_val"]) == {"APd", "APm"}
-    assert set(record["summary"]["toy_val"]["APm"]) == {"AP", "AP50", "AP75"}
+    assert set(record["summary"][VAL]) == {"APd", "APm"}
+    assert set(record["summary"][VAL]["APm"]) == {"AP", "AP50", "AP75"}
     assert record["params"] > 1e6 and record["mult_adds"] > 1e9
     assert "bbox" in results and "segm" in results
     # The final evaluation also goes to metrics.json, through Detectron2's EvalHook.
@@ -101,12 +94,12 @@ def test_eval_only_reports_ap_keys(trained, capsys):
     results = train_net.main(_args(eval_dir, "MODEL.WEIGHTS", weights, eval_only=True))
     assert {"AP", "AP50", "AP75"} <= set(results["bbox"]) and {"AP", "AP50"} <= set(results["segm"])
     printed = capsys.readouterr().out
-    assert "toy_val: APd (box AP): AP" in printed and "APm (mask AP)" in printed
+    assert f"{VAL}: APd (box AP): AP" in printed and "APm (mask AP)" in printed
     record = json.loads((eval_dir / "results.json").read_text())
     assert record["iteration"] == 29
 
 
-def test_resume_continues_from_the_last_checkpoint(toy_data, tmp_path, monkeypatch):
+def test_resume_continues_from_the_last_checkpoint(synthetic_voc, tmp_path, monkeypatch):
     # Interrupt a run right after its checkpoint at iteration 7 (period 4: files at 3, 7).
     class Interrupted(Exception):
         pass
@@ -149,7 +142,7 @@ def test_resume_continues_from_the_last_checkpoint(toy_data, tmp_path, monkeypat
         assert f.read() == "model_final.pth"
 
 
-def test_nan_loss_stops_before_the_step(toy_data, tmp_path, monkeypatch):
+def test_nan_loss_stops_before_the_step(synthetic_voc, tmp_path, monkeypatch):
     cfg = train_net.setup(_args(tmp_path, max_iter=6, period=2))
     trainer = train_net.AttoTrainer(cfg)
     model = trainer.model
@@ -169,9 +162,8 @@ def test_nan_loss_stops_before_the_step(toy_data, tmp_path, monkeypatch):
     assert not (tmp_path / "model_final.pth").exists()
 
 
-def _two_process_worker(output_dir, toy_root):
-    register_toy_dataset("toy_train", os.path.join(toy_root, "train"), num_images=8, seed=0)
-    register_toy_dataset("toy_val", os.path.join(toy_root, "val"), num_images=4, seed=1)
+def _two_process_worker(output_dir, voc_root):
+    register_synthetic_voc(voc_root)
     from detectron2.utils import comm
 
     args = _args(output_dir, "TEST.EVAL_PERIOD", "0", max_iter=4, period=100, num_gpus=2)
@@ -185,12 +177,12 @@ def _two_process_worker(output_dir, toy_root):
     )
 
 
-def test_two_process_gloo_training_keeps_ranks_identical(toy_data, tmp_path):
+def test_two_process_gloo_training_keeps_ranks_identical(synthetic_voc, tmp_path):
     launch(
         _two_process_worker,
         num_gpus_per_machine=2,
         dist_url="auto",
-        args=(str(tmp_path), str(toy_data)),
+        args=(str(tmp_path), synthetic_voc),
     )
     rank0 = torch.load(tmp_path / "rank0.pth")
     rank1 = torch.load(tmp_path / "rank1.pth")
