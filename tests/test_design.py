@@ -19,6 +19,8 @@ from atto_detectron.design import (
     SearchBudget,
     candidate_netscore,
     channel_plans,
+    family_summary,
+    format_family_table,
     get_prototype,
     inherit_weights,
     load_requirements,
@@ -295,3 +297,37 @@ def test_inheritance_adds_a_projection_and_changes_multipliers():
         inherit_weights(
             child, parent.state_dict(), uniform_prototype(16, depths=(2, 2, 2, 2)), child_spec
         )
+
+
+def _record(candidate_id, generator, accuracy, netscore, feasible):
+    spec = {"stem_channels": 8, "stages": {"res2": [{"out_channels": 32}]}}
+    return {
+        "id": candidate_id, "generator": generator, "parent": 0, "spec": spec,
+        "spec_file": f"candidates/{candidate_id}.yaml", "weights": f"candidates/{candidate_id}.pth",
+        "accuracy": accuracy, "params": 1000, "mult_adds": 2000, "latency_ms": None,
+        "netscore": netscore, "met": {"min_accuracy": feasible}, "feasible": feasible,
+        "violation": 0.0 if feasible else 1.0,
+    }  # fmt: skip
+
+
+def test_family_members_that_miss_the_requirements_after_retraining_are_not_kept():
+    state = {
+        "task": "classification", "accuracy_name": "top-1", "input_size": [32, 32],
+        "requirements": {"min_accuracy": 65.0}, "search_seconds": 60.0,
+        "settings": {"name_prefix": "AttoNet-X"},
+        "candidates": [dict(_record(0, None, 70.0, 100.0, True), name="uniform-32"),
+                       _record(1, 0, 72.0, 105.0, True), _record(2, 1, 71.0, 108.0, True)],
+        "generators": [{"index": 0}, {"index": 1}],
+        "retrained": {},
+    }  # fmt: skip
+    for candidate_id, accuracy in ((1, 70.5), (2, 64.0)):  # the second misses the floor
+        final = _record(candidate_id, None, accuracy, 106.0, accuracy >= 65)
+        state["retrained"][str(candidate_id)] = dict(
+            final, schedule="scratch", name=f"AttoNet-X-G{candidate_id - 1}"
+        )
+    summary = family_summary(state)
+    assert [row["name"] for row in summary["family"]] == ["AttoNet-X-G0", "AttoNet-X-G1"]
+    assert [row["kept"] for row in summary["family"]] == [True, False]
+    assert summary["kept"] == ["AttoNet-X-G0"]
+    markdown = format_family_table(summary)
+    assert "min_accuracy NO | NO |" in markdown and "Kept: AttoNet-X-G0." in markdown

@@ -83,8 +83,15 @@ def test_widened_backbone_keeps_the_fpn_outputs(tmp_path):
 
 def test_candidate_config_scales_the_schedule():
     evaluator = DetectionEvaluator(
-        DetectionSearchConfig(SYNTH_CONFIG, opts=("SOLVER.BASE_LR", "0.04"), finetune_iters=90)
-    )
+        DetectionSearchConfig(
+            SYNTH_CONFIG,
+            opts=(
+                "SOLVER.BASE_LR", "0.04", "SOLVER.MAX_ITER", "900", "SOLVER.STEPS", "(700, 850)",
+                "SOLVER.WARMUP_ITERS", "50", "INPUT.MIN_SIZE_TEST", "256", "INPUT.MAX_SIZE_TEST", "480",
+            ),
+            finetune_iters=90,
+        )
+    )  # fmt: skip
     finetune = evaluator.candidate_cfg("net.yaml", "finetune", 7, "out")
     assert finetune.MODEL.ATTONET.SPEC == "net.yaml" and finetune.SEED == 7
     assert finetune.SOLVER.MAX_ITER == 90 and finetune.SOLVER.STEPS == (70, 85)

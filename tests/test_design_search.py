@@ -99,12 +99,14 @@ def test_search_finds_a_family_that_beats_the_prototype(shapes, tmp_path):
         assert row["final_schedule"] == "scratch"
         assert final["feasible"] and final["accuracy"] >= 70
         assert final["netscore"] > prototype["netscore"] and row["beats_prototype"]
+        assert row["kept"] and row["name"] in summary["kept"]
         assert final["params"] < prototype["params"] or final["mult_adds"] < prototype["mult_adds"]
 
     # Report: markdown, JSON and plot.
     markdown = open(os.path.join(output, "report.md")).read()
     assert all(f"| {row['name']} |" in markdown for row in family)
     assert "uniform-32 (prototype)" in markdown and "min_accuracy yes" in markdown
+    assert f"Kept: {', '.join(summary['kept'])}." in markdown
     with open(os.path.join(output, "report.json")) as f:
         assert json.load(f)["family"][0]["name"] == family[0]["name"]
     with open(os.path.join(output, "family.png"), "rb") as f:

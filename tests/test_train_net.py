@@ -166,13 +166,14 @@ def _two_process_worker(output_dir, voc_root):
     register_synthetic_voc(voc_root)
     from detectron2.utils import comm
 
+    threads = train_net.set_cpu_threads()  # as train_net.main does
     args = _args(output_dir, "TEST.EVAL_PERIOD", "0", max_iter=4, period=100, num_gpus=2)
     cfg = train_net.setup(args)
     trainer = train_net.AttoTrainer(cfg)
     trainer.train()
     weights = {k: v.detach().clone() for k, v in trainer.model.module.named_parameters()}
     torch.save(
-        {"iter": trainer.iter, "weights": weights},
+        {"iter": trainer.iter, "weights": weights, "threads": threads},
         os.path.join(output_dir, f"rank{comm.get_rank()}.pth"),
     )
 
@@ -187,6 +188,8 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_voc, tmp_path
     rank0 = torch.load(tmp_path / "rank0.pth")
     rank1 = torch.load(tmp_path / "rank1.pth")
     assert rank0["iter"] == rank1["iter"] == 4
+    # The two CPU processes share the machine's cores instead of each taking all of them.
+    assert rank0["threads"] == rank1["threads"] == max(1, (os.cpu_count() or 1) // 2)
     initial = train_net.AttoTrainer.build_model(train_net.setup(_args(tmp_path / "init")))
     changed = 0
     for name, value in rank0["weights"].items():

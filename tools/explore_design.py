@@ -14,11 +14,13 @@ is trained from scratch; successive generators of module cells then propose cand
 each inheriting its parent's weights and fine-tuned briefly, ranked by NetScore subject to
 the requirements (accuracy floor, parameter / mult-add / latency budgets). The best
 candidate of each generator that improves on all before it joins the family; the family
-is retrained from scratch on the prototype's schedule. --output receives the family's
-spec files (loadable by tools/train_classifier.py --variant FILE and by
-MODEL.ATTONET.SPEC FILE), their weights, report.md, report.json and family.png. The search
-state is saved after every candidate: --resume continues where a search stopped, with the
-same results as an uninterrupted run (same flags; the budget may be raised).
+is retrained from scratch on the prototype's schedule, and members whose retrained
+figures miss a requirement or the prototype's NetScore are reported as not kept.
+--output receives the family's spec files (loadable by tools/train_classifier.py
+--variant FILE and by MODEL.ATTONET.SPEC FILE), their weights, report.md, report.json and
+family.png. The search state is saved after every candidate: --resume continues where a
+search stopped, with the same results as an uninterrupted run (same flags; the budget may
+be raised).
 """
 
 import argparse

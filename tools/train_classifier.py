@@ -42,6 +42,7 @@ from atto_detectron.classification import (
     format_classifier_results,
     write_classifier_results,
 )
+from atto_detectron.engine import set_cpu_threads
 
 logger = logging.getLogger("atto_detectron")
 
@@ -170,11 +171,7 @@ def main(args):
     """Trains (or evaluates) in this process; run it through detectron2's ``launch``."""
     setup_logger(args.output, distributed_rank=comm.get_rank(), name="atto_detectron")
     setup_logger(args.output, distributed_rank=comm.get_rank(), name="detectron2", abbrev_name="d2")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    elif not torch.cuda.is_available() and comm.get_local_size() > 1:
-        # CPU processes share the machine's cores.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+    set_cpu_threads(args.threads)
     data = build_classification_data(
         args.data_root,
         image_size=args.image_size,

@@ -8,7 +8,8 @@ Trains and evaluates Atto-MaskRCNN (or any config here) with Detectron2's traine
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS out/model_final.pth
 
 --num-gpus is the number of processes per machine: GPUs (NCCL) where CUDA is available,
-CPU processes (Gloo) otherwise. Multi-machine: --num-machines, --machine-rank, --dist-url.
+CPU processes (Gloo) otherwise, which then share the machine's cores.
+Multi-machine: --num-machines, --machine-rank, --dist-url.
 """
 
 import logging
@@ -22,7 +23,7 @@ from detectron2.utils import comm
 import atto_detectron  # noqa: F401  (registers backbones and datasets)
 from atto_detectron import add_attonet_config
 from atto_detectron.checkpoint import AtomicCheckpointer
-from atto_detectron.engine import AttoTrainer, format_summary, write_results
+from atto_detectron.engine import AttoTrainer, format_summary, set_cpu_threads, write_results
 
 logger = logging.getLogger("atto_detectron")
 
@@ -50,6 +51,7 @@ def report(cfg, results, iteration):
 
 
 def main(args):
+    set_cpu_threads()  # CPU processes of one machine share its cores
     cfg = setup(args)
     if args.eval_only:
         model = AttoTrainer.build_model(cfg)

@@ -4,7 +4,7 @@ layout so that it goes through the very loader of the real data.
 
 Each image has a textured, unevenly lit background with unlabelled clutter, and 0 to 4
 objects of 6 VOC classes, each drawn as a class-specific silhouette made of parts
-(wings, sails, wheels, limbs, leaves, ...) in random sizes, poses and aspect ratios,
+(wings, sails, wheels, leaves, a screen, ...) in random sizes, poses and aspect ratios,
 mostly in its class's typical colours. Objects overlap and occlude one another, run off
 the image border, and some are tiny; the labels carry VOC's void band (255) along every
 outline. Every image is a pure function of (seed, split, index).
@@ -38,8 +38,8 @@ SYNTHETIC_CLASSES = (
     "bird",
     "boat",
     "car",
-    "person",
     "pottedplant",
+    "tvmonitor",
 )
 SPLITS = ("train", "val")
 
@@ -193,18 +193,6 @@ def _car(p: _Parts, rng):
         p.disc((x, 0.44), 0.22, "wheel")
 
 
-def _person(p: _Parts, rng):
-    arm = rng.uniform(-0.5, 0.9, size=2)
-    leg = rng.uniform(0.0, 0.35, size=2)
-    p.rect(-0.25, -0.66, 0.25, 0.15, "shirt")
-    for side, a in zip((-1, 1), arm):
-        hand = (side * (0.22 + 0.55 * math.cos(a)), -0.58 + 0.55 * math.sin(a))
-        p.line([(side * 0.22, -0.58), hand], 0.2, "shirt")
-    for side, a in zip((-1, 1), leg):
-        p.line([(side * 0.12, 0.1), (side * (0.14 + a), 1.0)], 0.22, "trousers")
-    p.disc((0, -0.82), 0.18, "skin")
-
-
 def _pottedplant(p: _Parts, rng):
     for angle in rng.uniform(-2.9, -0.25, size=int(rng.integers(4, 7))):
         length = rng.uniform(0.6, 0.95)
@@ -213,14 +201,21 @@ def _pottedplant(p: _Parts, rng):
     p.polygon([(-0.3, 0.45), (0.3, 0.45), (0.22, 1.0), (-0.22, 1.0)], "pot")
 
 
+def _tvmonitor(p: _Parts, rng):
+    p.rect(-1, -0.75, 1, 0.45, "casing")
+    p.rect(-0.86, -0.63, 0.86, 0.33, "screen")
+    p.rect(-0.1, 0.45, 0.1, 0.66, "casing")
+    p.rect(-0.42, 0.64, 0.42, 0.76, "casing")
+
+
 # class: (drawer, aspect range (width / height of the scale), max rotation in radians)
 _SHAPES: Dict[str, Tuple[Callable, Tuple[float, float], float]] = {
-    "aeroplane": (_aeroplane, (0.7, 1.3), math.pi),
+    "aeroplane": (_aeroplane, (0.7, 1.3), 0.8),
     "bird": (_bird, (0.8, 1.25), 0.4),
     "boat": (_boat, (0.8, 1.2), 0.15),
     "car": (_car, (0.9, 1.3), 0.12),
-    "person": (_person, (0.45, 0.7), 0.2),
     "pottedplant": (_pottedplant, (0.7, 1.1), 0.15),
+    "tvmonitor": (_tvmonitor, (0.9, 1.3), 0.1),
 }
 assert set(_SHAPES) == set(SYNTHETIC_CLASSES) <= set(VOC_CLASS_NAMES)
 
@@ -277,10 +272,9 @@ def _texture(rng, shape, base: np.ndarray, other: Optional[np.ndarray] = None) -
 # Parts with a typical colour range (RGB low, high), as real objects have: grey-white
 # aeroplanes, dark wheels, green leaves, ... A part takes it with probability
 # TYPICAL_COLOR_PROBABILITY and a random colour and texture otherwise; car bodies,
-# boat hulls and shirts are always random.
+# boat hulls are always random.
 _ROLE_COLORS = {
     "fuselage": ((170, 170, 175), (245, 245, 250)),
-    "trousers": ((20, 25, 60), (70, 80, 140)),
     "pot": ((150, 70, 40), (205, 115, 75)),
     "feathers": ((70, 45, 20), (150, 110, 70)),
     "beak": ((200, 120, 0), (255, 200, 60)),
@@ -288,7 +282,8 @@ _ROLE_COLORS = {
     "wheel": ((15, 15, 15), (70, 70, 70)),
     "window": ((150, 170, 180), (220, 235, 245)),
     "leaf": ((20, 90, 10), (110, 200, 90)),
-    "skin": ((150, 100, 70), (240, 200, 170)),
+    "casing": ((10, 10, 10), (60, 60, 60)),
+    "screen": ((10, 10, 30), (80, 90, 120)),
 }
 TYPICAL_COLOR_PROBABILITY = 0.9
 

@@ -71,6 +71,9 @@ def family_summary(state: Mapping) -> Dict:
             figures["netscore"] is not None
             and (prototype["netscore"] is None or figures["netscore"] > prototype["netscore"])
         )
+        # The verdict on the final figures: retrained from scratch, a member can miss a
+        # floor it met after fine-tuning in the search.
+        row["kept"] = bool(figures["feasible"] and row["beats_prototype"])
         rows.append(row)
     generators = []
     for generator in state["generators"]:
@@ -98,6 +101,7 @@ def family_summary(state: Mapping) -> Dict:
             widths=_widths(prototype["spec"]),
         ),
         "family": rows,
+        "kept": [row["name"] for row in rows if row["kept"]],
         "generators": generators,
         "candidates": [
             dict(_figures(c), id=c["id"], generator=c["generator"], parent=c["parent"])
@@ -139,15 +143,15 @@ def format_family_table(summary: Mapping) -> str:
         f"mult-adds at {h}x{w}. NetScore: alpha = 2, beta = gamma = 0.5.",
         "",
         f"| network | from | stem / stage widths | {acc} in search | {acc} final | params | "
-        f"mult-adds | latency | NetScore final | requirements (final) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"mult-adds | latency | NetScore final | requirements (final) | kept |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     p = summary["prototype"]
     lines.append(
         f"| {p['name']} (prototype) | human | {p['widths']} | {p['accuracy']:.2f} | "
         f"{p['accuracy']:.2f} | "
         f"{_count(p['params'])} | {_count(p['mult_adds'])} | {_latency(p)} | "
-        f"{_netscore_text(p['netscore'])} | {_met_text(p)} |"
+        f"{_netscore_text(p['netscore'])} | {_met_text(p)} | - |"
     )
     for row in summary["family"]:
         final = row["final"] or row["search"]
@@ -155,7 +159,8 @@ def format_family_table(summary: Mapping) -> str:
             f"| {row['name']} | G{row['generator']}, candidate {row['candidate']} | "
             f"{row['widths']} | {row['search']['accuracy']:.2f} | {final['accuracy']:.2f} | "
             f"{_count(final['params'])} | {_count(final['mult_adds'])} | {_latency(final)} | "
-            f"{_netscore_text(final['netscore'])} | {_met_text(final)} |"
+            f"{_netscore_text(final['netscore'])} | {_met_text(final)} | "
+            f"{'yes' if row['kept'] else 'NO'} |"
         )
     if not summary["family"]:
         lines.append(
@@ -171,7 +176,9 @@ def format_family_table(summary: Mapping) -> str:
             f"and seed (the fair comparison with the prototype)."
             if retrained
             else '"final": the search figures (the family was not retrained).'
-        ),
+        )
+        + ' "kept": the final figures meet the requirements and beat the prototype\'s '
+        "NetScore. Kept: " + (", ".join(summary["kept"]) or "none") + ".",
         "",
         "| generator | candidates | meeting the requirements | best NetScore | in the sequence |",
         "|---|---|---|---|---|",
