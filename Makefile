@@ -9,6 +9,8 @@ PY = "$$(tools/ensure_env.sh)/bin/python"
 # Where train_net looks for datasets: $DETECTRON2_DATASETS, as Detectron2 (default ./datasets).
 DATASETS_DIR := $(or $(DETECTRON2_DATASETS),datasets)
 SYNTH_VOC := $(DATASETS_DIR)/VOCsynth/VOC2012
+# Generated ImageFolder classification data (10 classes of coloured shapes, 64x64).
+SYNTH_IMAGEFOLDER := $(DATASETS_DIR)/synth_imagefolder
 DEMO_CONFIG := configs/synth/atto_maskrcnn_synth.yaml
 DEMO_OUTPUT := output/atto_maskrcnn_synth
 
@@ -16,9 +18,7 @@ DEMO_OUTPUT := output/atto_maskrcnn_synth
 # train Atto-MaskRCNN (AttoNet-A) on it (resuming an interrupted run), evaluate APd/APm,
 # print the complexity comparison with ResNet-50-FPN Mask R-CNN, and draw predictions
 # on a few validation images into $(DEMO_OUTPUT)/visualized/.
-demo:
-	@test -f $(SYNTH_VOC)/ImageSets/Segmentation/val.txt \
-		|| $(PY) tools/make_synthetic_voc.py --out $(dir $(SYNTH_VOC))
+demo: $(SYNTH_VOC)/ImageSets/Segmentation/val.txt
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) --resume OUTPUT_DIR $(DEMO_OUTPUT)
 	$(PY) tools/analyze_complexity.py
 	$(PY) tools/demo.py --config-file $(DEMO_CONFIG) --output $(DEMO_OUTPUT)/visualized/ \
@@ -29,16 +29,18 @@ demo:
 test:
 	$(PY) -m pytest -q tests
 
-# Generated ImageFolder classification data (10 classes of coloured shapes, 64x64).
-SYNTH_IMAGEFOLDER := $(DATASETS_DIR)/synth_imagefolder
+# The generated data sets, made when absent; each marker file is written after all images.
+$(SYNTH_VOC)/ImageSets/Segmentation/val.txt:
+	$(PY) tools/make_synthetic_voc.py --out $(dir $(SYNTH_VOC))
+$(SYNTH_IMAGEFOLDER)/dataset.json:
+	$(PY) tools/make_synthetic_imagefolder.py --out $(SYNTH_IMAGEFOLDER)
+
 CLASSIFY_OUTPUT := output/classifier_synth
 
 # AttoNet-A as a classifier on the generated ImageFolder data (minutes on 2 CPU cores):
 # top-1 / top-5, parameters, mult-adds and NetScore; then its weights converted into
 # Detectron2 backbone weights for MODEL.WEIGHTS.
-classify-demo:
-	@test -f $(SYNTH_IMAGEFOLDER)/dataset.json \
-		|| $(PY) tools/make_synthetic_imagefolder.py --out $(SYNTH_IMAGEFOLDER)
+classify-demo: $(SYNTH_IMAGEFOLDER)/dataset.json
 	$(PY) tools/train_classifier.py --variant A --data-root $(SYNTH_IMAGEFOLDER) \
 		--image-size 64 --min-crop-scale 0.35 --epochs 10 --batch-size 64 --lr 0.2 \
 		--workers 1 --resume --output $(CLASSIFY_OUTPUT)
@@ -48,15 +50,14 @@ classify-demo:
 # Machine-driven design exploration on the generated ImageFolder data: a family of
 # AttoNets that meet configs/design/synth_classification.yaml and beat the prototype's
 # NetScore (report.md, family.png and spec files in output/design_demo).
-explore-demo:
-	@test -f $(SYNTH_IMAGEFOLDER)/dataset.json \
-		|| $(PY) tools/make_synthetic_imagefolder.py --out $(SYNTH_IMAGEFOLDER)
+explore-demo: $(SYNTH_IMAGEFOLDER)/dataset.json
 	$(PY) tools/explore_design.py --task classification --data $(SYNTH_IMAGEFOLDER) \
 		--requirements configs/design/synth_classification.yaml --budget 12 --resume \
 		--output output/design_demo
 
 # Inference and training speed and memory of Atto-MaskRCNN A..D against ResNet-50-FPN
-# Mask R-CNN (JSON, tables and plots in output/benchmarks; tens of minutes on 2 CPU cores).
+# Mask R-CNN (JSON, tables and plots in output/benchmarks; every engine at several sizes,
+# which takes long on a CPU).
 bench:
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_train.py
