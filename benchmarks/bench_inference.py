@@ -44,6 +44,7 @@ from common import (
     machine_info,
     plot_report,
     read_accuracy,
+    setup_process,
     timing_entry,
     write_json,
 )
@@ -183,6 +184,7 @@ def collect(args, logger):
                         engine,
                         opts=args.opts,
                         threads=args.threads,
+                        allocator=args.allocator,
                         device=device,
                         repeats=args.memory_repeats,
                     )
@@ -234,10 +236,10 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.onnx")
-    torch.set_num_threads(args.threads)
+    setup_process(args)
     accuracy_files = find_results(args.models, args.results)
 
-    machine = machine_info(args.threads)
+    machine = machine_info(args.threads, args.allocator)
     results = collect(args, logger)
     add_ratios(results, MEMORY_KEY, args.baseline)
     accuracy = {name: read_accuracy(path) for name, path in accuracy_files.items()}

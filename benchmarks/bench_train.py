@@ -42,6 +42,7 @@ from common import (
     machine_info,
     plot_report,
     read_accuracy,
+    setup_process,
     timing_entry,
     write_json,
 )
@@ -85,10 +86,10 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logger = logging.getLogger("bench_train")
     warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
-    torch.set_num_threads(args.threads)
+    setup_process(args)
     accuracy_files = find_results(args.models, args.results)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    machine = machine_info(args.threads)
+    machine = machine_info(args.threads, args.allocator)
 
     results = {}
     for short in args.sizes:
@@ -134,6 +135,7 @@ def main(argv=None):
                         mode="train",
                         opts=args.opts,
                         threads=args.threads,
+                        allocator=args.allocator,
                         batch_size=args.batch_size,
                         repeats=args.memory_repeats,
                     )

@@ -9,6 +9,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from atto_detectron.deploy.allocator import keep_freed_memory
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO_ROOT, "configs")
 
@@ -27,6 +29,9 @@ MODELS = OrderedDict(
 )
 DEFAULT_MODELS = ["AttoNet-A", "AttoNet-B", "AttoNet-C", "AttoNet-D", "R50-FPN"]
 BASELINE = "R50-FPN"
+# glibc malloc as it starts, or keeping freed blocks for reuse (see
+# atto_detectron/deploy/allocator.py).
+ALLOCATORS = ("keep-freed", "default")
 COLORS = {
     "AttoNet-A": "tab:blue",
     "AttoNet-B": "tab:orange",
@@ -65,6 +70,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], 
         "--threads", type=int, default=os.cpu_count(),
         help="CPU threads for every model (default: all cores, %(default)s here)",
     )  # fmt: skip
+    parser.add_argument(
+        "--allocator", choices=ALLOCATORS, default="keep-freed",
+        help="glibc malloc for every model: keep freed memory for reuse "
+        "(atto_detectron.deploy.keep_freed_memory; default) or as glibc sets it up",
+    )  # fmt: skip
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
     parser.add_argument(
         "--output-dir", default=os.path.join(REPO_ROOT, "output", "benchmarks"), metavar="DIR",
@@ -76,7 +86,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], 
     )  # fmt: skip
 
 
-def machine_info(threads: int) -> Dict:
+def setup_process(args) -> None:
+    """The same threads and memory allocator for every model of a run."""
+    torch.set_num_threads(args.threads)
+    if args.allocator == "keep-freed" and not keep_freed_memory():
+        args.allocator = "default"  # not glibc: nothing to change
+
+
+def machine_info(threads: int, allocator: str = "default") -> Dict:
     """The machine and software a measurement comes from."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -91,6 +108,7 @@ def machine_info(threads: int) -> Dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "threads": threads,
+        "allocator": allocator,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

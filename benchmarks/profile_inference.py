@@ -27,7 +27,14 @@ from torch.profiler import ProfilerActivity, profile
 from atto_detectron.deploy import image_tensor, synthetic_image
 from atto_detectron.deploy.benchmark import build_benchmark_model, make_predictor
 
-from common import MODELS, add_common_arguments, image_size, machine_info, write_json
+from common import (
+    MODELS,
+    add_common_arguments,
+    image_size,
+    machine_info,
+    setup_process,
+    write_json,
+)
 
 # Part -> module (attribute path in a GeneralizedRCNN) whose forward it times.
 PART_MODULES = OrderedDict(
@@ -146,7 +153,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logger = logging.getLogger("profile_inference")
     warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
-    torch.set_num_threads(args.threads)
+    setup_process(args)
 
     runs = OrderedDict()
     for name in args.models:
@@ -157,7 +164,7 @@ def main(argv=None):
             runs[(name, engine)] = (predict, PartTimer(predict.model, args.clock))
 
     report = {
-        "machine": machine_info(args.threads),
+        "machine": machine_info(args.threads, args.allocator),
         "opts": args.opts,
         "clock": args.clock,
         "profiles": {},

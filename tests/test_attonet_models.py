@@ -133,6 +133,35 @@ def test_norm_options(norm, norm_type):
     assert torch.isfinite(out).all()
 
 
+def test_no_norm():
+    backbone = AttoNet("D", out_features=["res5"], norm="")
+    assert not any(
+        isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d, nn.GroupNorm)) for m in backbone.modules()
+    )
+    out = backbone(torch.randn(2, 3, 64, 64))["res5"]
+    assert out.shape == (2, backbone.output_shape()["res5"].channels, 2, 2)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("norm", ["BN", "FrozenBN", ""])
+def test_modules_leave_their_input_unchanged(norm):
+    # The modules work in place on their intermediate tensors; the identity shortcut
+    # (the input itself) must survive, in training and in inference.
+    backbone = AttoNet("D", out_features=["res5"], norm=norm)
+    modules = [m for stage in backbone.stages.values() for m in stage]
+    assert any(m.shortcut is None for m in modules)
+    for training in (True, False):
+        for module in modules:
+            module.train(training)
+            x = torch.randn(2, module.in_channels, 8, 8, requires_grad=training)
+            before = x.detach().clone()
+            out = module(x)
+            assert torch.equal(x.detach(), before)
+            if training:
+                out.sum().backward()
+                assert torch.isfinite(x.grad).all()
+
+
 @pytest.mark.parametrize("freeze_at", [0, 1, 2, 4, 5])
 def test_freeze_at(freeze_at):
     backbone = AttoNet("D", out_features=["res2", "res3", "res4", "res5"], freeze_at=freeze_at)

@@ -1,6 +1,7 @@
 import json
 import mmap
 import os
+import subprocess
 import sys
 
 import pytest
@@ -65,6 +66,36 @@ def test_peak_rss_sees_a_temporary_allocation():
     assert reset_peak_rss() and rss_bytes(peak=True) < before + 60 * 1024 * 1024
 
 
+# Allocates 64 MB (more than glibc's largest default mmap threshold, 32 MB), touches
+# it, frees it; prints how much of it is still resident.
+_FREED_BLOCK_SCRIPT = """
+import sys, torch
+from atto_detectron.deploy.allocator import keep_freed_memory
+from atto_detectron.deploy.benchmark import rss_bytes
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+before = rss_bytes()
+block = torch.ones(16 * 1024 * 1024)
+del block
+print((rss_bytes() - before) / 1024 / 1024)
+"""
+
+
+def test_keep_freed_memory_keeps_a_freed_block_for_reuse():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+
+    def resident_after_free(mode):
+        result = subprocess.run(
+            [sys.executable, "-c", _FREED_BLOCK_SCRIPT, mode],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return float(result.stdout.split()[-1])
+
+    assert resident_after_free("default") < 16  # unmapped on free
+    assert resident_after_free("keep") > 60  # kept in the heap for the next allocation
+
+
 def test_bench_inference_quick(tmp_path):
     bench = _benchmark_script("bench_inference")
     argv = ["--quick", "--models", "AttoNet-C", "AttoNet-D", "--baseline", "AttoNet-C"]
@@ -78,6 +109,7 @@ def test_bench_inference_quick(tmp_path):
     assert report["settings"]["baseline"] == "AttoNet-C"
     assert entry["ratio_to_baseline"]["latency"]["pytorch"] > 0
     assert report["machine"]["threads"] == os.cpu_count()
+    assert report["machine"]["allocator"] == "keep-freed"
     assert (tmp_path / "inference.png").stat().st_size > 10_000
 
 

@@ -1,5 +1,6 @@
-"""Inference and deployment: BN fusion, export to TorchScript and ONNX."""
+"""Inference and deployment: BN fusion, export to TorchScript and ONNX, CPU allocator."""
 
+from .allocator import keep_freed_memory
 from .export import (
     DEFAULT_ONNX_OPSET,
     EXPORT_FORMATS,

@@ -320,17 +320,20 @@ def measure_peak_memory(
     device: str = "cpu",
     batch_size: int = 1,
     repeats: int = 1,
+    allocator: str = "default",
 ) -> Dict:
     """
     Peak memory of one model in a fresh Python process (``python -m
     atto_detectron.deploy.memory_probe``), so that no other model's memory counts;
     ``repeats`` processes, and the median of each figure (one process to the next, the
-    same run varies by up to about 10%: the allocator's layout differs).
+    same run varies by up to about 20%: the allocator's layout differs).
 
     ``mode`` "inference": the probe builds the model and its predictor, frees the built
     model, warms up on a small image, then measures one inference at ``image_size``.
     "train": the same with training iterations on a synthetic batch (forward,
-    backward, SGD step), warmed up at full size (gradients, momentum).
+    backward, SGD step), warmed up at full size (gradients, momentum). ``allocator``
+    "keep-freed" sets up the process with
+    :func:`~atto_detectron.deploy.allocator.keep_freed_memory` first.
 
     Returns:
         dict (megabytes): "peak_mb", the process's resident high-water mark during the
@@ -355,6 +358,7 @@ def measure_peak_memory(
         "--device", device,
         "--batch-size", str(batch_size),
         "--threads", str(threads or torch.get_num_threads()),
+        "--allocator", allocator,
     ]  # fmt: skip
     command += ["--opts", *opts] if opts else []
     runs = []

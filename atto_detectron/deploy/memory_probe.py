@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from .allocator import keep_freed_memory
 from .benchmark import (
     ENGINES,
     build_benchmark_model,
@@ -40,6 +41,10 @@ def get_parser():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=1, help="images per training step")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--allocator", choices=["default", "keep-freed"], default="default",
+        help="keep-freed: glibc malloc keeps freed memory for reuse (keep_freed_memory)",
+    )  # fmt: skip
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     return parser
 
@@ -61,6 +66,8 @@ def main(argv=None) -> dict:
     args = get_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.allocator == "keep-freed":
+        keep_freed_memory()
     cuda = args.device.startswith("cuda")
     base = rss_bytes()
     cfg, model = build_benchmark_model(

@@ -103,7 +103,12 @@ class AttoModule(CNNBlockBase):
                 weight_init.c2_msra_fill(layer)
 
     def forward(self, x):
-        out = F.relu(self.preact_norm(x))
+        # In place where a tensor has no other use: on CPU every fresh full-resolution
+        # tensor costs page faults, and this module is bound by memory traffic.
+        if self.preact_norm is not None:
+            out = F.relu_(self.preact_norm(x))
+        else:  # norm "": x itself is the identity shortcut, keep it
+            out = F.relu(x)
         if self.shortcut is not None:
             # As in pre-activation ResNets, the projection sees the normalized input.
             shortcut = self.shortcut(out)
@@ -113,7 +118,7 @@ class AttoModule(CNNBlockBase):
         out = self.depthwise(out)
         out = F.relu_(self.mixing(out))
         out = self.decompression(out)
-        return out + shortcut
+        return out.add_(shortcut)
 
 
 class AttoNet(Backbone):
