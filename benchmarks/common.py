@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from atto_detectron.deploy.allocator import keep_freed_memory
+from atto_detectron.deploy.allocator import ALLOCATORS, use_allocator
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO_ROOT, "configs")
@@ -29,9 +29,6 @@ MODELS = OrderedDict(
 )
 DEFAULT_MODELS = ["AttoNet-A", "AttoNet-B", "AttoNet-C", "AttoNet-D", "R50-FPN"]
 BASELINE = "R50-FPN"
-# glibc malloc as it starts, or keeping freed blocks for reuse (see
-# atto_detectron/deploy/allocator.py).
-ALLOCATORS = ("keep-freed", "default")
 COLORS = {
     "AttoNet-A": "tab:blue",
     "AttoNet-B": "tab:orange",
@@ -89,8 +86,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], 
 def setup_process(args) -> None:
     """The same threads and memory allocator for every model of a run."""
     torch.set_num_threads(args.threads)
-    if args.allocator == "keep-freed" and not keep_freed_memory():
-        args.allocator = "default"  # not glibc: nothing to change
+    args.allocator = use_allocator(args.allocator)
 
 
 def machine_info(threads: int, allocator: str = "default") -> Dict:

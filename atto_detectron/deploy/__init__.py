@@ -1,6 +1,6 @@
 """Inference and deployment: BN fusion, export to TorchScript and ONNX, CPU allocator."""
 
-from .allocator import keep_freed_memory
+from .allocator import ALLOCATORS, keep_freed_memory, use_allocator
 from .export import (
     DEFAULT_ONNX_OPSET,
     EXPORT_FORMATS,

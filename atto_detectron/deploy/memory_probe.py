@@ -7,14 +7,13 @@ Run by :func:`atto_detectron.deploy.benchmark.measure_peak_memory`:
 """
 
 import argparse
-import ctypes
 import gc
 import json
 import sys
 
 import torch
 
-from .allocator import keep_freed_memory
+from .allocator import ALLOCATORS, release_freed_memory, use_allocator
 from .benchmark import (
     ENGINES,
     build_benchmark_model,
@@ -42,19 +41,11 @@ def get_parser():
     parser.add_argument("--batch-size", type=int, default=1, help="images per training step")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--allocator", choices=["default", "keep-freed"], default="default",
+        "--allocator", choices=ALLOCATORS, default="default",
         help="keep-freed: glibc malloc keeps freed memory for reuse (keep_freed_memory)",
     )  # fmt: skip
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     return parser
-
-
-def _release_freed_memory():
-    gc.collect()
-    try:  # glibc keeps freed heap pages resident unless asked to give them back
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _tensor_megabytes(model) -> float:
@@ -66,8 +57,7 @@ def main(argv=None) -> dict:
     args = get_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.allocator == "keep-freed":
-        keep_freed_memory()
+    use_allocator(args.allocator)
     cuda = args.device.startswith("cuda")
     base = rss_bytes()
     cfg, model = build_benchmark_model(
@@ -99,7 +89,8 @@ def main(argv=None) -> dict:
         run = make_train_step(model, batch)
         run()  # warm-up: allocates gradients and the optimizer's momentum
 
-    _release_freed_memory()
+    gc.collect()
+    release_freed_memory()  # glibc keeps freed heap pages resident unless asked
     before = rss_bytes()
     reset_supported = reset_peak_rss()
     if cuda:
