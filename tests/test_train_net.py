@@ -3,11 +3,15 @@
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 import torch
 
+from detectron2.config import get_cfg
 from detectron2.engine import launch
+
+from atto_detectron import add_attonet_config
 
 from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, register_synthetic_voc
 
@@ -196,3 +200,17 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_voc, tmp_path
         torch.testing.assert_close(rank1["weights"][name], value, rtol=0, atol=0)
         changed += not torch.equal(value, initial.state_dict()[name])
     assert changed > 0
+
+
+def test_make_demo_splits_the_batch_evenly_among_its_processes():
+    # Detectron2 asserts at start-up that SOLVER.IMS_PER_BATCH divides among the processes.
+    with open(os.path.join(REPO_ROOT, "Makefile")) as f:
+        makefile = f.read()
+    processes = int(re.search(r"^DEMO_PROCESSES \?= (\d+)$", makefile, re.M).group(1))
+    config = re.search(r"^DEMO_CONFIG := (\S+)$", makefile, re.M).group(1)
+    assert "--num-gpus $(DEMO_PROCESSES)" in makefile
+    cfg = get_cfg()
+    add_attonet_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO_ROOT, config))
+    assert processes > 1 and cfg.SOLVER.IMS_PER_BATCH % processes == 0
+    assert cfg.MODEL.DEVICE == "cpu" and cfg.DATALOADER.NUM_WORKERS == 0
