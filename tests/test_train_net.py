@@ -209,6 +209,7 @@ def test_make_demo_splits_the_batch_evenly_among_its_processes():
     processes = int(re.search(r"^DEMO_PROCESSES \?= (\d+)$", makefile, re.M).group(1))
     config = re.search(r"^DEMO_CONFIG := (\S+)$", makefile, re.M).group(1)
     assert "--num-gpus $(DEMO_PROCESSES)" in makefile
+    # The file as it is (load_detection_config would force MODEL.DEVICE to cpu).
     cfg = get_cfg()
     add_attonet_config(cfg)
     cfg.merge_from_file(os.path.join(REPO_ROOT, config))
