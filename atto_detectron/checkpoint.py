@@ -1,25 +1,66 @@
-"""Checkpoints written atomically."""
+"""Checkpoints that are written atomically, loaded without running code, and resumed safely."""
 
 import os
+import pickle
+import re
+from typing import Dict, List
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
 
-__all__ = ["AtomicCheckpointer", "atomic_write"]
+__all__ = [
+    "AtomicCheckpointer",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "atomic_write",
+    "last_checkpoint_file",
+    "load_weights_file",
+]
+
+LAST_CHECKPOINT = "last_checkpoint"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupt or unsafe), named in the message."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint to resume from whose parameters do not fit the model being trained."""
 
 
 class AtomicCheckpointer(DetectionCheckpointer):
     """
-    A DetectionCheckpointer whose files are never seen half-written: each checkpoint and
-    the ``last_checkpoint`` tag are written to a temporary file and renamed into place,
-    so a run killed while saving leaves the previous checkpoint as the last one.
+    Detectron2's DetectionCheckpointer, made safe for long runs:
+
+    * a checkpoint and the ``last_checkpoint`` tag are never seen half-written: local
+      files are written to a temporary file and renamed into place (other URIs go
+      through fvcore's PathManager);
+    * a checkpoint whose weights hold NaN or inf is not saved, so ``last_checkpoint``
+      always names a finite model;
+    * ``.pth`` files are loaded with ``torch.load(weights_only=True)``: a crafted file
+      cannot run code (``.pkl`` files go through Detectron2's own reader, which unpickles:
+      take those only from sources you trust);
+    * resuming refuses a checkpoint whose parameters do not fit the model, and falls back
+      from an unreadable last checkpoint to the newest readable one, with a warning.
     """
+
+    _resuming_from = None  # the checkpoint being resumed from, during resume_or_load
 
     def save(self, name: str, **kwargs) -> None:
         if not self.save_dir or not self.save_to_disk:
             return
-        data = {"model": self.model.state_dict()}
+        model_state = self.model.state_dict()
+        nonfinite = _nonfinite_tensors(model_state)
+        if nonfinite:
+            self.logger.error(
+                f"Not saving checkpoint {name}: the weights hold NaN/inf ({', '.join(nonfinite[:3])}"
+                f"{', ...' if len(nonfinite) > 3 else ''}). The last checkpoint stays "
+                f"{self.get_checkpoint_file() or 'none'}."
+            )
+            return
+        data = {"model": model_state}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
@@ -27,12 +68,198 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        atomic_write(save_file, lambda f: torch.save(data, f), mode="wb")
+        self._write(save_file, lambda f: torch.save(data, f), mode="wb")
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        save_file = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write(save_file, lambda f: f.write(last_filename_basename), mode="w")
+        save_file = os.path.join(self.save_dir, LAST_CHECKPOINT)
+        self._write(save_file, lambda f: f.write(last_filename_basename), mode="w")
+
+    def _write(self, path: str, write, mode: str) -> None:
+        if "://" in path:  # a URI of fvcore's PathManager (no rename there)
+            with self.path_manager.open(path, mode) as f:
+                write(f)
+        else:
+            atomic_write(path, write, mode=mode)
+
+    def get_checkpoint_file(self) -> str:
+        """The checkpoint named by ``last_checkpoint`` (see :func:`last_checkpoint_file`)."""
+        return last_checkpoint_file(self.save_dir, self.path_manager)
+
+    def _torch_load(self, f: str) -> Dict:
+        return load_weights_file(f, self.path_manager)
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict:
+        """
+        With ``resume`` and a ``last_checkpoint`` in ``save_dir``: loads the model and all
+        checkpointables from it, or, where it cannot be read, from the newest readable
+        older checkpoint (with a warning naming both). Otherwise loads the model weights
+        of ``path`` only.
+
+        Raises:
+            CheckpointMismatchError: the checkpoint to resume from has other parameter
+                names or shapes than the model.
+            CheckpointError: no checkpoint of ``save_dir`` can be read.
+        """
+        if not (resume and self.has_checkpoint()):
+            return self.load(path, checkpointables=[])
+        return self._from_newest_readable(self._resume_from)
+
+    def check_resumable(self) -> str:
+        """
+        What :meth:`resume_or_load` would resume from, checked without loading it into
+        the model: the newest readable checkpoint of ``save_dir`` ("" without one).
+
+        Raises:
+            CheckpointMismatchError, CheckpointError: as :meth:`resume_or_load`.
+        """
+        if not self.has_checkpoint():
+            return ""
+
+        def check(candidate):
+            self.check_matches(self._torch_load(candidate).get("model", {}), candidate)
+            return candidate
+
+        return self._from_newest_readable(check)
+
+    def _resume_from(self, checkpoint_path: str) -> Dict:
+        self._resuming_from = checkpoint_path
+        try:
+            return self.load(checkpoint_path)
+        except CheckpointError:
+            # DetectionCheckpointer.load keeps the URL of a failed load, and asserts that
+            # none is left when the next one starts.
+            self._parsed_url_during_load = None
+            raise
+        finally:
+            self._resuming_from = None
+
+    def _load_model(self, checkpoint: Dict):
+        if self._resuming_from:
+            self.check_matches(checkpoint["model"], self._resuming_from)
+        return super()._load_model(checkpoint)
+
+    def _from_newest_readable(self, read):
+        # read(path) on the last checkpoint, else on the next older one that can be read.
+        errors = []
+        for candidate in self.resume_candidates():
+            try:
+                result = read(candidate)
+            except CheckpointError as e:
+                errors.append(str(e))
+                continue
+            if errors:
+                self.logger.warning(
+                    f"The last checkpoint cannot be read ({errors[0]}); using {candidate}, "
+                    f"the newest checkpoint that can."
+                )
+            return result
+        raise CheckpointError(
+            f"No checkpoint in {self.save_dir} can be read:\n  " + "\n  ".join(errors)
+        )
+
+    def resume_candidates(self) -> List[str]:
+        """The last checkpoint, then the other ``.pth`` files of ``save_dir``, newest first."""
+        last = self.get_checkpoint_file()
+        others = sorted(
+            (p for p in self.get_all_checkpoint_files() if p != last),
+            key=lambda p: _checkpoint_order(os.path.basename(p)),
+            reverse=True,
+        )
+        return [last] + others
+
+    def check_matches(self, checkpoint_model: Dict, checkpoint_path: str) -> None:
+        """
+        Raises CheckpointMismatchError, naming the checkpoint and the differences, unless
+        ``checkpoint_model`` has exactly the parameter names and shapes of the model.
+        """
+        model_shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        saved_shapes = {k: tuple(getattr(v, "shape", ())) for k, v in checkpoint_model.items()}
+        missing = sorted(model_shapes.keys() - saved_shapes.keys())
+        unexpected = sorted(saved_shapes.keys() - model_shapes.keys())
+        reshaped = sorted(
+            f"{k}: {saved_shapes[k]} in the checkpoint, {model_shapes[k]} in the model"
+            for k in model_shapes.keys() & saved_shapes.keys()
+            if model_shapes[k] != saved_shapes[k]
+        )
+        if not (missing or unexpected or reshaped):
+            return
+        lines = []
+        for label, names in (
+            ("missing from the checkpoint", missing),
+            ("not in the model", unexpected),
+            ("with other shapes", reshaped),
+        ):
+            if names:
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                lines.append(f"{len(names)} parameters {label} ({shown})")
+        raise CheckpointMismatchError(
+            f"Cannot resume from {checkpoint_path}: it holds another model than the one of "
+            f"this config: {'; '.join(lines)}. It was written by another run in the same "
+            f"OUTPUT_DIR; give this config its own OUTPUT_DIR."
+        )
+
+
+def last_checkpoint_file(save_dir: str, path_manager=PathManager) -> str:
+    """
+    The checkpoint that ``save_dir/last_checkpoint`` names ("" when there is none).
+
+    Raises:
+        CheckpointError: the tag names anything but a file in ``save_dir``.
+    """
+    tag = os.path.join(save_dir, LAST_CHECKPOINT)
+    try:
+        with path_manager.open(tag, "r") as f:
+            name = f.read().strip()
+    except OSError:
+        return ""
+    if not name or os.path.basename(name) != name or name in (".", ".."):
+        raise CheckpointError(
+            f"{tag} names {name!r}, which is not a checkpoint file in {save_dir}; write the "
+            f"name of one of its model_*.pth files into it, or delete it."
+        )
+    return os.path.join(save_dir, name)
+
+
+def load_weights_file(path: str, path_manager=None) -> Dict:
+    """
+    ``torch.load(path, map_location="cpu", weights_only=True)``, with errors that name the
+    file: tensors, numbers, strings and containers load; anything else would need code to
+    run and is refused.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt, or holds other objects.
+    """
+    opener = path_manager.open if path_manager is not None else open
+    try:
+        with opener(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path} holds Python objects other than tensors, numbers, strings and "
+            f"containers, so loading it could run code; it was not loaded ({e}). Save the "
+            f"weights as a plain state dict, or load it yourself if you trust its source."
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from e
+
+
+def _nonfinite_tensors(state: Dict) -> List[str]:
+    return [
+        name
+        for name, value in state.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+
+
+def _checkpoint_order(basename: str):
+    # model_final after every model_<iteration>; other names first, by name.
+    match = re.fullmatch(r"model_(\d+)\.pth", basename)
+    if match:
+        return (1, int(match.group(1)), basename)
+    if basename == "model_final.pth":
+        return (2, 0, basename)
+    return (0, 0, basename)
 
 
 def atomic_write(path: str, write, mode: str = "w") -> None:

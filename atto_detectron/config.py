@@ -1,8 +1,18 @@
-"""Config keys of the AttoNet backbones."""
+"""Config keys of the AttoNet backbones, and the one way this project loads a config."""
+
+import logging
+import os
+from typing import Optional, Sequence
+
+import torch
+import yaml
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
-__all__ = ["add_attonet_config"]
+__all__ = ["add_attonet_config", "load_config", "use_cpu_norms"]
+
+logger = logging.getLogger(__name__)
 
 
 def add_attonet_config(cfg):
@@ -17,14 +27,87 @@ def add_attonet_config(cfg):
             e.g. one found by tools/explore_design.py; when set, it replaces VARIANT.
         OUT_FEATURES: outputs among "stem", "res2".."res5" (strides 4, 4, 8, 16, 32).
         NORM: "BN", "SyncBN", "FrozenBN", "GN" (groups adapted to AttoNet widths), "".
-        FREEZE_AT: 0 trains all layers (the default: AttoNets here start from scratch
-            unless MODEL.WEIGHTS gives pretrained weights); 1 freezes the stem, k >= 2
-            also stages res2 .. res<k>.
+
+    Freezing is Detectron2's own ``MODEL.BACKBONE.FREEZE_AT``, as for ResNet.
     """
     cfg.MODEL.ATTONET = CN()
     cfg.MODEL.ATTONET.VARIANT = "A"
     cfg.MODEL.ATTONET.SPEC = ""
     cfg.MODEL.ATTONET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     cfg.MODEL.ATTONET.NORM = "BN"
-    cfg.MODEL.ATTONET.FREEZE_AT = 0
+    cfg.register_renamed_key(
+        "MODEL.ATTONET.FREEZE_AT",
+        "MODEL.BACKBONE.FREEZE_AT",
+        message="AttoNet reads Detectron2's MODEL.BACKBONE.FREEZE_AT, as ResNet does.",
+    )
     return cfg
+
+
+def load_config(
+    config_file: str, opts: Sequence[str] = (), device: Optional[str] = None, freeze: bool = False
+):
+    """
+    Loads a yacs config of this project (or any Detectron2 yaml) with the AttoNet keys.
+
+    The yaml file and its ``_BASE_`` files are read with ``yaml.safe_load``: a Python
+    tag (``!!python/...``) is an error, never executed.
+
+    Args:
+        config_file: path of the yaml file.
+        opts: ``KEY VALUE`` overrides, as on Detectron2's command lines.
+        device: "cpu" or "cuda" to override ``MODEL.DEVICE``; None keeps the config's,
+            except that a CUDA device falls back to "cpu" where CUDA is unavailable.
+            On CPU, SyncBN norms become Detectron2's naiveSyncBN (see :func:`use_cpu_norms`).
+        freeze: return the config frozen.
+
+    Raises:
+        FileNotFoundError: the config file does not exist.
+        ValueError: the yaml holds a Python tag, naming the file.
+    """
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"Config file {config_file!r} does not exist.")
+    cfg = get_cfg()
+    add_attonet_config(cfg)
+    try:
+        cfg.merge_from_file(config_file, allow_unsafe=False)
+    except yaml.constructor.ConstructorError as e:
+        raise ValueError(
+            f"{config_file} (or one of its _BASE_ files) uses a YAML tag that would run "
+            f"Python code ({e.problem} {e.problem_mark}). Configs are read with "
+            f"yaml.safe_load: write the value as plain YAML."
+        ) from e
+    cfg.merge_from_list(list(opts))
+    if device is not None:
+        cfg.MODEL.DEVICE = device
+    elif cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.info(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is unavailable: using cpu.")
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.MODEL.DEVICE == "cpu":
+        use_cpu_norms(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def use_cpu_norms(cfg):
+    """
+    Replaces "SyncBN" in every ``NORM`` key under ``cfg.MODEL`` with "naiveSyncBN".
+
+    PyTorch's SyncBatchNorm runs on GPUs only (DistributedDataParallel rejects it on
+    CPU); Detectron2's NaiveSyncBatchNorm computes the same batch statistics over all
+    processes with an all-reduce, which Gloo runs on CPU. In one process both are
+    plain BatchNorm, and their parameters and buffers have the same names, so weights
+    move between them unchanged.
+    """
+    for path, node in _config_nodes(cfg.MODEL, "MODEL"):
+        if node.get("NORM") == "SyncBN":
+            node.NORM = "naiveSyncBN"
+            logger.info(f"{path}.NORM: SyncBN needs GPUs; on CPU it is naiveSyncBN.")
+    return cfg
+
+
+def _config_nodes(node, path):
+    yield path, node
+    for key, value in node.items():
+        if isinstance(value, CN):
+            yield from _config_nodes(value, f"{path}.{key}")

@@ -24,7 +24,8 @@ import warnings
 import torch
 
 from atto_detectron.analysis.complexity import count_parameters
-from atto_detectron.analysis.detection import detection_complexity, load_detection_config
+from atto_detectron.analysis.detection import detection_complexity
+from atto_detectron.config import load_config
 from atto_detectron.deploy import image_tensor, synthetic_image
 from atto_detectron.deploy.benchmark import (
     ENGINES,
@@ -164,7 +165,7 @@ def collect(args, logger):
             for short in args.sizes:
                 logger.info(f"counting mult-adds of {name} at {short}")
                 complexity = detection_complexity(
-                    load_detection_config(MODELS[name], args.opts), tuple(sizes[short])
+                    load_config(MODELS[name], args.opts, device="cpu"), tuple(sizes[short])
                 )
                 results[name]["sizes"][str(short)]["mult_adds"] = complexity["mult_adds"]
 

@@ -23,7 +23,8 @@ import warnings
 import torch
 
 from atto_detectron.analysis.complexity import count_parameters
-from atto_detectron.analysis.detection import detection_complexity, load_detection_config
+from atto_detectron.analysis.detection import detection_complexity
+from atto_detectron.config import load_config
 from atto_detectron.deploy.benchmark import (
     build_benchmark_model,
     make_train_step,
@@ -123,7 +124,7 @@ def main(argv=None):
             }
             if not args.no_mult_adds:
                 complexity = detection_complexity(
-                    load_detection_config(MODELS[name], args.opts), tuple(size)
+                    load_config(MODELS[name], args.opts, device="cpu"), tuple(size)
                 )
                 entry["mult_adds"] = complexity["mult_adds"]
             if not args.no_memory:

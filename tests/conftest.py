@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 import pytest
@@ -13,6 +14,16 @@ SYNTH_SEED = 0
 SYNTH_SIZES = {"train": 8, "val": 8}
 SYNTH_LONG_SIDE = 256
 SYNTH_DATASETS = {"train": "synth_test_train", "val": "synth_test_val"}
+
+
+def load_tool(name):
+    """The module of ``tools/<name>.py`` (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(REPO_ROOT, "tools", f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def register_synthetic_voc(voc_root):
@@ -52,3 +63,12 @@ def synthetic_voc(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -12,11 +12,8 @@ from detectron2.config import get_cfg
 from atto_detectron import ATTONET_VARIANTS
 from atto_detectron.analysis import count_mult_adds, netscore
 from atto_detectron.analysis.classifiers import classifier_complexity
-from atto_detectron.analysis.detection import (
-    detection_complexity,
-    load_detection_config,
-    r50_fpn_maskrcnn_config,
-)
+from atto_detectron.analysis.detection import detection_complexity, r50_fpn_maskrcnn_config
+from atto_detectron.config import load_config
 from atto_detectron.analysis.paper_reference import TABLE2
 from atto_detectron.analysis.report import complexity_report, format_report, parse_accuracies
 
@@ -100,7 +97,7 @@ def test_r50_faster_rcnn_matches_detectron2_reference_counts():
 
 
 def test_workload_is_fixed_at_the_configs_maxima():
-    cfg = load_detection_config(os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml"))
+    cfg = load_config(os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml"), device="cpu")
     cfg.MODEL.ATTONET.VARIANT = "D"
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 300
     cfg.TEST.DETECTIONS_PER_IMAGE = 20
@@ -121,7 +118,7 @@ def test_workload_is_fixed_at_the_configs_maxima():
 
 
 def test_atto_maskrcnn_is_2x_smaller_and_5x_cheaper_than_r50():
-    cfg = load_detection_config(os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml"))
+    cfg = load_config(os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml"), device="cpu")
     atto = detection_complexity(cfg, image_size=(800, 1067))
     r50 = detection_complexity(r50_fpn_maskrcnn_config(20), image_size=(800, 1067))
     assert atto["params"]["backbone"] == 2_970_339 - 952 * 51 - 51  # Table 1 without the FC

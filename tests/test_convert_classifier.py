@@ -88,7 +88,7 @@ def test_converted_file_has_detectron2_format(classifier, converted):
 
 @pytest.mark.parametrize(
     "opts",
-    [(), ("MODEL.ATTONET.NORM", "FrozenBN", "MODEL.ATTONET.FREEZE_AT", "2")],
+    [(), ("MODEL.ATTONET.NORM", "FrozenBN", "MODEL.BACKBONE.FREEZE_AT", "2")],
     ids=["config-as-is", "FrozenBN-freeze-at-2"],
 )
 def test_weights_load_into_atto_maskrcnn_bottom_up_completely(classifier, converted, opts):
@@ -112,7 +112,7 @@ def test_weights_load_into_atto_maskrcnn_bottom_up_completely(classifier, conver
 
 
 def test_detector_backbone_computes_the_classifier_features(classifier, converted):
-    model = _atto_maskrcnn("MODEL.ATTONET.NORM", "FrozenBN", "MODEL.ATTONET.FREEZE_AT", "2")
+    model = _atto_maskrcnn("MODEL.ATTONET.NORM", "FrozenBN", "MODEL.BACKBONE.FREEZE_AT", "2")
     _load(model, converted)
     image_bgr = torch.randint(0, 256, (1, 3, 64, 96)).float()
     with torch.no_grad():

@@ -9,7 +9,8 @@ from detectron2.modeling import build_model
 from detectron2.modeling.backbone import build_resnet_backbone
 
 from atto_detectron import AttoNet, build_attonet_classifier
-from atto_detectron.analysis.detection import load_detection_config, r50_fpn_maskrcnn_config
+from atto_detectron.analysis.detection import r50_fpn_maskrcnn_config
+from atto_detectron.config import load_config
 from atto_detectron.deploy import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
 
 from .conftest import CONFIGS
@@ -93,10 +94,12 @@ def test_fused_resnet_backbone_matches():
 
 
 def test_fused_mask_rcnn_matches():
-    cfg = load_detection_config(
+    cfg = load_config(
         os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml"),
         ["MODEL.RPN.POST_NMS_TOPK_TEST", "100", "TEST.DETECTIONS_PER_IMAGE", "20"],
+        device="cpu",
     )
+    cfg.MODEL.ATTONET.NORM = "SyncBN"  # the config's norm, which load_config maps on CPU
     model = _randomize_batch_norms(build_model(cfg))
     assert _count(model, nn.SyncBatchNorm) > 0
     fused = fuse_bn(model)

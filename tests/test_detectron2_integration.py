@@ -16,6 +16,7 @@ from detectron2.utils.events import EventStorage
 
 import atto_detectron
 from atto_detectron import AttoNet, add_attonet_config
+from atto_detectron.config import load_config
 
 from .conftest import CONFIGS
 
@@ -33,20 +34,20 @@ def test_config_defaults():
     assert cfg.MODEL.ATTONET.VARIANT == "A"
     assert cfg.MODEL.ATTONET.OUT_FEATURES == ["res2", "res3", "res4", "res5"]
     assert cfg.MODEL.ATTONET.NORM == "BN"
-    assert cfg.MODEL.ATTONET.FREEZE_AT == 0
     assert cfg.MODEL.ATTONET.SPEC == ""
 
 
-def _cfg(**attonet):
+def _cfg(freeze_at=0, **attonet):
     cfg = add_attonet_config(get_cfg())
     cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
     for key, value in attonet.items():
         setattr(cfg.MODEL.ATTONET, key, value)
     return cfg
 
 
 def test_backbone_builder_reads_the_config():
-    cfg = _cfg(VARIANT="attonet-d", OUT_FEATURES=["res3", "res4"], NORM="GN", FREEZE_AT=2)
+    cfg = _cfg(VARIANT="attonet-d", OUT_FEATURES=["res3", "res4"], NORM="GN", freeze_at=2)
     cfg.MODEL.BACKBONE.NAME = "build_attonet_backbone"
     backbone = build_backbone(cfg, ShapeSpec(channels=3))
     assert isinstance(backbone, AttoNet)
@@ -55,6 +56,27 @@ def test_backbone_builder_reads_the_config():
     assert isinstance(backbone.stages["res3"][0].preact_norm, torch.nn.GroupNorm)
     assert not any(p.requires_grad for p in backbone.stages["res2"].parameters())
     assert all(p.requires_grad for p in backbone.stages["res3"].parameters())
+
+
+@pytest.mark.parametrize("freeze_at", [-1, 6, 9])
+def test_out_of_range_freeze_at_is_rejected_naming_the_key(freeze_at):
+    cfg = _cfg(freeze_at=freeze_at)
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_backbone"
+    with pytest.raises(ValueError, match=f"MODEL.BACKBONE.FREEZE_AT: .*got {freeze_at}"):
+        build_backbone(cfg, ShapeSpec(channels=3))
+
+
+def test_freeze_at_5_freezes_every_stage():
+    cfg = _cfg(freeze_at=5)
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_backbone"
+    backbone = build_backbone(cfg, ShapeSpec(channels=3))
+    assert not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_the_old_attonet_freeze_at_key_names_detectron2s():
+    cfg = add_attonet_config(get_cfg())
+    with pytest.raises(KeyError, match="MODEL.BACKBONE.FREEZE_AT"):
+        cfg.merge_from_list(["MODEL.ATTONET.FREEZE_AT", "2"])
 
 
 def test_spec_file_in_config_replaces_the_variant(tmp_path):
@@ -112,10 +134,7 @@ def test_fpn_builder_uses_detectron2_fpn_and_fpn_keys():
 
 
 def _load(config_name):
-    cfg = add_attonet_config(get_cfg())
-    cfg.merge_from_file(os.path.join(CONFIGS, config_name))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return load_config(os.path.join(CONFIGS, config_name), device="cpu")
 
 
 def test_shipped_configs_load_through_base():
@@ -190,6 +209,13 @@ SHIPPED_CONFIGS = sorted(
     for f in files
     if f.endswith(".yaml") and not f.startswith("Base-") and os.path.basename(root) != "design"
 )
+
+
+def test_every_shipped_config_has_its_own_output_dir():
+    output_dirs = {name: _load(name).OUTPUT_DIR for name in SHIPPED_CONFIGS}
+    for name, output_dir in output_dirs.items():
+        assert output_dir == f"output/{os.path.splitext(os.path.basename(name))[0]}"
+    assert len(set(output_dirs.values())) == len(output_dirs)
 
 
 @pytest.mark.parametrize("config_name", SHIPPED_CONFIGS)

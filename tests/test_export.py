@@ -8,7 +8,7 @@ import torch
 
 from detectron2.modeling import build_model
 
-from atto_detectron.analysis.detection import load_detection_config
+from atto_detectron.config import load_config
 from atto_detectron.deploy import (
     EmptyBatchGroupNorm,
     ExportedModel,
@@ -37,7 +37,7 @@ SMALL = [
 def model():
     torch.manual_seed(0)
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-    return prepare_for_export(build_model(load_detection_config(D_CONFIG, SMALL)))
+    return prepare_for_export(build_model(load_config(D_CONFIG, SMALL, device="cpu")))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ import sys
 
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -42,6 +41,7 @@ from atto_detectron.classification import (
     format_classifier_results,
     write_classifier_results,
 )
+from atto_detectron.checkpoint import AtomicCheckpointer
 from atto_detectron.engine import set_cpu_threads
 
 logger = logging.getLogger("atto_detectron")
@@ -186,7 +186,7 @@ def main(args):
     config = train_config(args)
     if args.eval_only:
         device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
-        DetectionCheckpointer(model.to(device)).load(args.weights, checkpointables=[])
+        AtomicCheckpointer(model.to(device)).load(args.weights, checkpointables=[])
         metrics = evaluate_classifier(model, data.val)
     else:
         trainer = ClassifierTrainer(model, data.train, data.val, config, output_dir=args.output)

@@ -9,33 +9,124 @@ Trains and evaluates Atto-MaskRCNN (or any config here) with Detectron2's traine
 
 --num-gpus is the number of processes per machine: GPUs (NCCL) where CUDA is available,
 CPU processes (Gloo) otherwise, which then share the machine's cores.
-Multi-machine: --num-machines, --machine-rank, --dist-url.
+Multi-machine: --num-machines, --machine-rank, --dist-url. Options may come before or
+after the KEY VALUE overrides.
+
+Each run owns its OUTPUT_DIR (every config names its own): a second run with the same
+folder stops at once; a new run does not start over an earlier run's checkpoints
+(--resume continues them); --resume refuses checkpoints of another model; --eval-only
+needs weights (MODEL.WEIGHTS, or --resume for the last checkpoint of OUTPUT_DIR) and
+writes into OUTPUT_DIR/eval_<weights> when OUTPUT_DIR holds a training run.
 """
 
+import contextlib
 import logging
+import os
+import sys
 
-import torch
-
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.modeling import build_model
 from detectron2.utils import comm
 
 import atto_detectron  # noqa: F401  (registers backbones and datasets)
-from atto_detectron import add_attonet_config
-from atto_detectron.checkpoint import AtomicCheckpointer
-from atto_detectron.engine import AttoTrainer, format_summary, set_cpu_threads, write_results
+from atto_detectron.checkpoint import (
+    AtomicCheckpointer,
+    CheckpointError,
+    CheckpointMismatchError,
+    last_checkpoint_file,
+)
+from atto_detectron.config import load_config
+from atto_detectron.data import VOCDataError
+from atto_detectron.engine import (
+    AttoTrainer,
+    OutputDirError,
+    TrainingDiverged,
+    earlier_run_files,
+    exclusive_output_dir,
+    format_summary,
+    parse_args_any_order,
+    set_cpu_threads,
+    write_results,
+)
 
 logger = logging.getLogger("atto_detectron")
 
+# Errors whose message says what is wrong and what to do: shown without a traceback.
+USER_ERRORS = (
+    CheckpointError,
+    CheckpointMismatchError,
+    FileNotFoundError,
+    OutputDirError,
+    TrainingDiverged,
+    VOCDataError,
+)
+
+
+def load_run_config(args):
+    """The config of this run (frozen): the file, the overrides, and its OUTPUT_DIR."""
+    cfg = load_config(args.config_file, args.opts)
+    if args.eval_only:
+        _choose_eval_weights_and_folder(cfg, args)
+    cfg.freeze()
+    return cfg
+
+
+def _choose_eval_weights_and_folder(cfg, args):
+    training_run = earlier_run_files(cfg.OUTPUT_DIR)
+    if args.resume and "last_checkpoint" in training_run:
+        # --eval-only --resume: the last checkpoint of OUTPUT_DIR.
+        cfg.MODEL.WEIGHTS = last_checkpoint_file(cfg.OUTPUT_DIR)
+    if not cfg.MODEL.WEIGHTS and not args.allow_random_weights:
+        raise OutputDirError(
+            "--eval-only without weights would evaluate a randomly initialised model. Give "
+            "MODEL.WEIGHTS <model_final.pth>, or --resume to evaluate the last checkpoint of "
+            f"OUTPUT_DIR ({cfg.OUTPUT_DIR}), or --allow-random-weights to do so on purpose."
+        )
+    if training_run:
+        # Keep the training run's results.json and config.yaml.
+        name = os.path.splitext(os.path.basename(cfg.MODEL.WEIGHTS))[0] or "random_weights"
+        cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, f"eval_{name}")
+        logger.info(f"Evaluation results go to {cfg.OUTPUT_DIR}.")
+
+
+def check_output_dir(cfg, args):
+    """
+    Refuses a training run that would overwrite an earlier run of its OUTPUT_DIR, or
+    resume from another model's checkpoint: before Detectron2's default_setup writes
+    config.yaml there.
+    """
+    if args.eval_only:
+        return
+    found = earlier_run_files(cfg.OUTPUT_DIR)
+    if found and not args.resume:
+        raise OutputDirError(
+            f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an earlier run ({', '.join(found)}). Add "
+            f"--resume to continue it, or give this run another folder (OUTPUT_DIR <folder>)."
+        )
+    if args.resume and "last_checkpoint" in found:
+        model_cfg = cfg.clone()
+        model_cfg.defrost()
+        model_cfg.MODEL.DEVICE = "cpu"
+        try:
+            AtomicCheckpointer(build_model(model_cfg), cfg.OUTPUT_DIR).check_resumable()
+        except CheckpointMismatchError as e:
+            raise CheckpointMismatchError(f"--resume with {args.config_file}: {e}") from None
+
+
+@contextlib.contextmanager
+def claim_output_dir(cfg, args):
+    """On the main process: the OUTPUT_DIR lock and :func:`check_output_dir`."""
+    if not comm.is_main_process():
+        yield
+        return
+    with exclusive_output_dir(cfg.OUTPUT_DIR):
+        check_output_dir(cfg, args)
+        yield
+
 
 def setup(args):
-    cfg = get_cfg()
-    add_attonet_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
+    """The run's config, after Detectron2's default_setup (logging, seeding, config.yaml)."""
+    cfg = load_run_config(args)
     default_setup(cfg, args)
     return cfg
 
@@ -52,35 +143,46 @@ def report(cfg, results, iteration):
 
 def main(args):
     set_cpu_threads()  # CPU processes of one machine share its cores
-    cfg = setup(args)
-    if args.eval_only:
-        model = AttoTrainer.build_model(cfg)
-        checkpoint = AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        results = AttoTrainer.test(cfg, model)
-        report(cfg, results, checkpoint.get("iteration", -1))
-        return results
+    cfg = load_run_config(args)
+    with claim_output_dir(cfg, args):
+        default_setup(cfg, args)
+        if args.eval_only:
+            model = AttoTrainer.build_model(cfg)
+            checkpoint = AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=False
+            )
+            results = AttoTrainer.test(cfg, model)
+            report(cfg, results, checkpoint.get("iteration", -1))
+            return results
 
-    trainer = AttoTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    trainer.train()
-    results = getattr(trainer, "_last_eval_results", None)
-    if results is None:  # TEST.EVAL_PERIOD is 0: evaluate once at the end
-        results = AttoTrainer.test(cfg, trainer.model)
-    report(cfg, results, trainer.iter)
-    return results
+        trainer = AttoTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        trainer.train()
+        results = getattr(trainer, "_last_eval_results", None)
+        if results is None:  # TEST.EVAL_PERIOD is 0: evaluate once at the end
+            results = AttoTrainer.test(cfg, trainer.model)
+        report(cfg, results, trainer.iter)
+        return results
 
 
 def get_parser():
     # Detectron2's parser: --config-file (argparse also takes --config), --resume,
     # --eval-only, --num-gpus, --num-machines, --machine-rank, --dist-url, KEY VALUE opts.
-    return default_argument_parser(epilog=__doc__)
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="let --eval-only evaluate a randomly initialised model (no MODEL.WEIGHTS)",
+    )
+    return parser
 
 
-if __name__ == "__main__":
-    args = get_parser().parse_args()
-    print("Command Line Args:", args)
+def parse_args(argv=None):
+    return parse_args_any_order(get_parser(), argv)
+
+
+def run(args):
+    """Launches :func:`main` in ``args.num_gpus`` processes per machine."""
     launch(
         main,
         args.num_gpus,
@@ -89,3 +191,17 @@ if __name__ == "__main__":
         dist_url=args.dist_url,
         args=(args,),
     )
+
+
+def cli(argv=None):
+    """The command line: errors that say what to do are one line on stderr, exit code 1."""
+    args = parse_args(argv)
+    print("Command Line Args:", args)
+    try:
+        run(args)
+    except USER_ERRORS as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    cli()

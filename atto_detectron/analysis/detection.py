@@ -1,22 +1,21 @@
 """Complexity of whole Mask R-CNN models, part by part, at a fixed workload."""
 
 from collections import OrderedDict
-from typing import Dict, Sequence
+from typing import Dict
 
 import torch
 from torch import nn
 from fvcore.nn import parameter_count
 
 from detectron2 import model_zoo
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
-from ..config import add_attonet_config
+from ..config import load_config
 from .complexity import mult_adds_by_module
 
 __all__ = [
     "DETECTOR_PARTS",
-    "load_detection_config",
     "r50_fpn_maskrcnn_config",
     "fix_test_workload",
     "detection_complexity",
@@ -38,19 +37,9 @@ DETECTOR_PARTS = OrderedDict(
 )
 
 
-def load_detection_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
-    """A Detectron2 config with the AttoNet keys added, merged from a yaml file and opts."""
-    cfg = get_cfg()
-    add_attonet_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
-
-
 def r50_fpn_maskrcnn_config(num_classes: int = 20) -> CfgNode:
     """Detectron2's model-zoo ResNet-50-FPN Mask R-CNN, with ``num_classes`` classes."""
-    cfg = load_detection_config(model_zoo.get_config_file(R50_FPN_MASKRCNN_ZOO_CONFIG))
+    cfg = load_config(model_zoo.get_config_file(R50_FPN_MASKRCNN_ZOO_CONFIG), device="cpu")
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
     return cfg
 

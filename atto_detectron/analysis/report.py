@@ -10,12 +10,8 @@ from tabulate import tabulate
 from ..modeling import get_attonet_spec
 from .classifiers import CLASSIFIER_BUILDERS, classifier_complexity
 from .complexity import netscore
-from .detection import (
-    DETECTOR_PARTS,
-    detection_complexity,
-    load_detection_config,
-    r50_fpn_maskrcnn_config,
-)
+from ..config import load_config
+from .detection import DETECTOR_PARTS, detection_complexity, r50_fpn_maskrcnn_config
 from .paper_reference import ATTO_MASKRCNN, TABLE2
 
 __all__ = [
@@ -131,9 +127,9 @@ def complexity_report(
             row["netscore"] = netscore(accuracies[name], row["params"], row["mult_adds"])
         rows.append(row)
 
-    cfg = load_detection_config(config_file, detection_opts)
+    cfg = load_config(config_file, detection_opts, device="cpu")
     if baseline_config_file:
-        baseline_cfg = load_detection_config(baseline_config_file)
+        baseline_cfg = load_config(baseline_config_file, device="cpu")
     else:
         baseline_cfg = r50_fpn_maskrcnn_config(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     model = detection_complexity(cfg, image_size)

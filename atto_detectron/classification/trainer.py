@@ -39,7 +39,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import JSONWriter
 
 from ..checkpoint import AtomicCheckpointer
-from ..engine.trainer import StopOnNonFiniteGradients
+from ..engine.trainer import StopOnDivergence
 
 __all__ = [
     "LR_SCHEDULES",
@@ -342,7 +342,7 @@ class ClassifierTrainer(TrainerBase):
             self.model, output_dir or "", trainer=weakref.proxy(self)
         )
         advice = "Lower the learning rate or lengthen the warmup, then resume."
-        self._trainer.register_hooks([StopOnNonFiniteGradients(self.checkpointer, advice)])
+        self._trainer.register_hooks([StopOnDivergence(loss_model, self.checkpointer, advice)])
         self._last_eval_results: Optional[Dict] = None
         self.register_hooks(self.build_hooks())
 

@@ -31,7 +31,8 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from ..analysis.detection import _zero_box_regression, fix_test_workload, load_detection_config
+from ..analysis.detection import _zero_box_regression, fix_test_workload
+from ..config import load_config
 from .export import ExportedModel, export_model, prepare_for_export
 from .fusion import fuse_bn
 from .inputs import detector_inputs, image_tensor, synthetic_image
@@ -96,7 +97,7 @@ def build_benchmark_model(
     (:func:`fix_test_workload`) and the weights equalized (:func:`equalize_workload`);
     without it (for training), the config is used as it is.
     """
-    cfg = load_detection_config(config_file, opts)
+    cfg = load_config(config_file, opts, device="cpu")
     if fixed_workload:
         cfg = fix_test_workload(cfg)
     cfg.MODEL.DEVICE = device

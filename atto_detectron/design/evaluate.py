@@ -314,17 +314,9 @@ class DetectionEvaluator(CandidateEvaluator):
         self._complexity = {}
 
     def _load_base_cfg(self):
-        from detectron2.config import get_cfg
+        from ..config import load_config
 
-        from ..config import add_attonet_config
-
-        cfg = get_cfg()
-        add_attonet_config(cfg)
-        cfg.merge_from_file(self.config.config_file)
-        cfg.merge_from_list(list(self.config.opts))
-        if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-            cfg.MODEL.DEVICE = "cpu"
-        return cfg
+        return load_config(self.config.config_file, self.config.opts)
 
     def settings(self) -> Dict:
         return asdict(self.config)

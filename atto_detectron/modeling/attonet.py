@@ -1,6 +1,6 @@
 """AttoNet as a Detectron2 backbone: stem, residual modules (Fig. 2) and stages."""
 
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch.nn.functional as F
 from torch import nn
@@ -147,8 +147,8 @@ class AttoNet(Backbone):
                 default: ["res5"].
             norm: normalization for all norm layers: "BN", "SyncBN", "FrozenBN", "GN",
                 ... (see :func:`attonet_norm`).
-            freeze_at: 0 trains everything; 1 freezes the stem; k >= 2 freezes the stem
-                and stages res2 .. res<k> (as Detectron2's ResNet).
+            freeze_at: 0 trains everything; 1 freezes the stem; k in 2..5 freezes the
+                stem and stages res2 .. res<k> (as Detectron2's ResNet).
         """
         super().__init__()
         self.spec = get_attonet_spec(spec)
@@ -217,9 +217,21 @@ class AttoNet(Backbone):
         Freezes the stem (freeze_at >= 1) and the first ``freeze_at - 1`` stages: their
         parameters stop requiring grad and their BatchNorms become FrozenBatchNorm2d.
 
+        Args:
+            freeze_at: 0 (nothing) to 5 (the stem and res2..res5).
+
         Returns:
             AttoNet: self.
+
+        Raises:
+            ValueError: ``freeze_at`` is outside 0..5.
         """
+        max_freeze_at = 1 + len(STAGE_NAMES)
+        if not 0 <= freeze_at <= max_freeze_at:
+            raise ValueError(
+                f"freeze_at must be 0 (train everything), 1 (freeze the stem) or 2..{max_freeze_at} "
+                f"(also res2..res<k>); got {freeze_at}."
+            )
         if freeze_at >= 1:
             self.stem.freeze()
         for index, stage in enumerate(self.stages.values(), start=2):
@@ -233,18 +245,17 @@ class AttoNet(Backbone):
 def build_attonet_backbone(cfg, input_shape: ShapeSpec) -> AttoNet:
     """
     Builds an :class:`AttoNet` from ``cfg.MODEL.ATTONET`` (see :func:`add_attonet_config`):
-    the spec file of ``SPEC`` when set, else the Table 1 network of ``VARIANT``.
+    the spec file of ``SPEC`` when set, else the Table 1 network of ``VARIANT``, frozen
+    up to Detectron2's ``MODEL.BACKBONE.FREEZE_AT``.
     """
     # fmt: off
     variant      = cfg.MODEL.ATTONET.SPEC or cfg.MODEL.ATTONET.VARIANT
     out_features = cfg.MODEL.ATTONET.OUT_FEATURES
     norm         = cfg.MODEL.ATTONET.NORM
-    freeze_at    = cfg.MODEL.ATTONET.FREEZE_AT
+    freeze_at    = cfg.MODEL.BACKBONE.FREEZE_AT
     # fmt: on
-    return AttoNet(
-        variant,
-        in_channels=input_shape.channels,
-        out_features=out_features,
-        norm=norm,
-        freeze_at=freeze_at,
-    )
+    model = AttoNet(variant, in_channels=input_shape.channels, out_features=out_features, norm=norm)
+    try:
+        return model.freeze(freeze_at)
+    except ValueError as e:
+        raise ValueError(f"MODEL.BACKBONE.FREEZE_AT: {e}") from e
