@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from atto_detectron.data import SYNTHETIC_CLASSES, VOC_CLASS_NAMES, render_sample, voc_palette
+from atto_detectron.data.synthetic_voc import write_sbd_sample
 
 from .conftest import REPO_ROOT, SYNTH_SIZES
 
@@ -99,3 +100,41 @@ def test_tool_writes_a_dataset(tmp_path, capsys):
     ]
     assert len(list((root / "JPEGImages").iterdir())) == 5
     assert "Wrote 3 train + 2 val images" in capsys.readouterr().out
+
+
+def test_sbd_files_are_structs_as_sbd_stores_them(tmp_path):
+    from scipy.io import loadmat
+
+    sample = next(
+        s for s in (render_sample(0, "train", i) for i in range(10)) if len(s.objects) > 1
+    )
+    write_sbd_sample(str(tmp_path), sample)
+    h, w = sample.instances.shape
+    categories = [VOC_CLASS_NAMES.index(obj.class_name) + 1 for obj in sample.objects]
+
+    # What readers of the real files index: loadmat(path)["GTinst"][0, 0]["Segmentation"].
+    inst = loadmat(str(tmp_path / "inst" / f"{sample.name}.mat"))["GTinst"]
+    assert inst.shape == (1, 1)
+    assert inst.dtype.names == ("Segmentation", "Boundaries", "Categories")
+    segmentation = inst[0, 0]["Segmentation"]
+    assert segmentation.dtype == np.uint8 and segmentation.shape == (h, w)
+    assert inst[0, 0]["Categories"].tolist() == [[c] for c in categories]
+    boundaries = inst[0, 0]["Boundaries"]
+    assert boundaries.shape == (len(categories), 1)
+    for k, obj in enumerate(sample.objects, start=1):
+        # No void band: an object is all of its visible pixels; its outline lies on it.
+        np.testing.assert_array_equal(segmentation == k, obj.visible)
+        outline = boundaries[k - 1, 0].toarray().astype(bool)
+        assert outline.shape == (h, w) and outline.any() and not (outline & ~obj.visible).any()
+    assert set(np.unique(segmentation)) == set(range(len(categories) + 1))
+
+    cls = loadmat(str(tmp_path / "cls" / f"{sample.name}.mat"))["GTcls"]
+    assert cls.shape == (1, 1)
+    assert cls.dtype.names == ("Segmentation", "Boundaries", "CategoriesPresent")
+    classes = cls[0, 0]["Segmentation"]
+    assert classes.dtype == np.uint8 and classes.shape == (h, w)
+    for k, category in enumerate(categories, start=1):
+        assert np.all(classes[segmentation == k] == category)
+    assert np.all(classes[segmentation == 0] == 0)
+    assert cls[0, 0]["Boundaries"].shape == (len(VOC_CLASS_NAMES), 1)
+    assert cls[0, 0]["CategoriesPresent"].ravel().tolist() == sorted(set(categories))

@@ -1,7 +1,9 @@
 """The VOC instance segmentation loader, on generated data in the VOCdevkit layout."""
 
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,10 +14,11 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 from PIL import Image
+from scipy.io import loadmat, savemat
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_dataset_dicts
 from detectron2.evaluation import COCOEvaluator
-from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
+from detectron2.structures import Boxes, BoxMode, Instances
 
 from atto_detectron.data import (
     VOC_CLASS_NAMES,
@@ -25,6 +28,7 @@ from atto_detectron.data import (
     render_sample,
     voc_palette,
     voc_split_names,
+    write_synthetic_sbd,
     write_synthetic_voc,
 )
 from atto_detectron.data import voc_instances as voc_instances_module
@@ -302,7 +306,7 @@ except FileNotFoundError as e:
     assert f"records {SYNTH_SIZES['val']}" in out
     # Used without the data: the missing folder and how to lay it out.
     error = out.split("error", 1)[1]
-    assert f"'voc_2012_seg_val'" in error and repr(voc) in error
+    assert "'voc_2012_seg_val'" in error and repr(voc) in error
     assert "SegmentationObject" in error and "VOCdevkit" in error and "DETECTRON2_DATASETS" in error
 
 
@@ -438,41 +442,294 @@ def test_train_aug_is_voc_train_and_sbd_less_voc_val(voc_copy, tmp_path):
     assert voc_split_names(voc_copy, "train_aug", sbd_root=str(sbd)) == val[:2]
 
 
-def test_sbd_annotations_fill_in_images_without_voc_pngs(voc_copy, tmp_path, monkeypatch):
-    # SBD's .mat files hold the same maps as VOC's PNGs (without the void band): move
-    # one image's labels to SBD and read them back through the .mat reader.
-    name = _first(voc_copy, "train")
-    expected = load_voc_instances(voc_copy, "train")[0]
-    sbd = tmp_path / "SBD"
-    _write_list(str(sbd / "train.txt"), [name])
-    _write_list(str(sbd / "val.txt"), [])
-    maps = {}
-    for folder, sub, struct in (
-        ("SegmentationObject", "inst", "GTinst"),
-        ("SegmentationClass", "cls", "GTcls"),
-    ):
-        png = os.path.join(voc_copy, folder, name + ".png")
-        maps[(os.path.join(str(sbd), sub, name + ".mat"), struct)] = _png(png)
-        os.makedirs(sbd / sub, exist_ok=True)
-        (sbd / sub / (name + ".mat")).write_bytes(b"MATLAB 5.0")
-        os.remove(png)
-    monkeypatch.setattr(
-        voc_instances_module, "_read_sbd_mat", lambda path, struct: maps[(path, struct)]
-    )
-    records = load_voc_instances(voc_copy, "train_aug", sbd_root=str(sbd))
-    record = next(r for r in records if r["image_name"] == name)
-    assert [a["category_id"] for a in record["annotations"]] == [
-        a["category_id"] for a in expected["annotations"]
-    ]
-    for a, b in zip(record["annotations"], expected["annotations"]):
-        assert a["segmentation"] == b["segmentation"] and a["bbox"] == b["bbox"]
-
-
 def test_sbd_without_scipy_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "scipy.io", None)
     path = str(tmp_path / "inst" / "x.mat")
     with pytest.raises(ImportError, match="x.mat.*needs scipy"):
         voc_instances_module._read_sbd_mat(path, "GTinst")
+
+
+# SBD as the generator writes it: VOC train 0..7 and val 0..7 (PNGs), SBD train 0..9 and
+# val 0..9 (.mat files). train_aug = VOC train + SBD train + SBD val - VOC val.
+SBD_SIZES = {"train": 10, "val": 10}
+SBD_ONLY = ["train_000008", "train_000009", "val_000008", "val_000009"]
+TRAIN_AUG = [f"train_{i:06d}" for i in range(10)] + ["val_000008", "val_000009"]
+
+
+@pytest.fixture(scope="module")
+def sbd_datasets(synthetic_voc, tmp_path_factory):
+    """A $DETECTRON2_DATASETS folder with VOC2012/ and SBD/; tests must not modify it."""
+    datasets = tmp_path_factory.mktemp("datasets")
+    voc_root = str(datasets / "VOC2012")
+    shutil.copytree(synthetic_voc, voc_root)
+    sbd_root = write_synthetic_sbd(
+        str(datasets),
+        voc_root,
+        num_train=SBD_SIZES["train"],
+        num_val=SBD_SIZES["val"],
+        seed=SYNTH_SEED,
+        long_side=SYNTH_LONG_SIDE,
+    )
+    return voc_root, sbd_root
+
+
+@pytest.fixture
+def sbd_copy(sbd_datasets, tmp_path):
+    """(VOC2012 folder, a private copy of the SBD folder, free to break)."""
+    voc_root, sbd_root = sbd_datasets
+    copy = str(tmp_path / "SBD")
+    shutil.copytree(sbd_root, copy)
+    return voc_root, copy
+
+
+def _sample(name):
+    split, index = name.split("_")
+    return render_sample(SYNTH_SEED, split, int(index), SYNTH_LONG_SIDE)
+
+
+def _bbox(mask):
+    ys, xs = np.nonzero(mask)
+    return [
+        float(v) for v in (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    ]
+
+
+def test_train_aug_reads_voc_pngs_and_sbd_mat_files(sbd_datasets):
+    voc_root, sbd_root = sbd_datasets
+    records = load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root)
+    assert [r["image_name"] for r in records] == TRAIN_AUG
+    assert [r["image_id"] for r in records] == list(range(len(TRAIN_AUG)))
+    sbd_objects = 0
+    for record in records:
+        name = record["image_name"]
+        from_sbd = name in SBD_ONLY
+        assert os.path.isfile(os.path.join(sbd_root, "inst", name + ".mat"))  # SBD has all
+        sample = _sample(name)
+        assert (record["height"], record["width"]) == sample.image.shape[:2]
+        assert len(record["annotations"]) == len(sample.objects)
+        for annotation, obj in zip(record["annotations"], sample.objects):
+            # VOC's PNGs leave the void band out of every mask; SBD's .mat files have none.
+            expected = obj.visible if from_sbd else obj.mask
+            np.testing.assert_array_equal(_decode(annotation), expected)
+            assert annotation["bbox"] == _bbox(expected)
+            assert VOC_CLASS_NAMES[annotation["category_id"]] == obj.class_name
+            # The XML's difficult / truncated follow VOC's instance order only.
+            assert ("difficult" in annotation) == (not from_sbd)
+        sbd_objects += from_sbd * len(sample.objects)
+    assert sbd_objects >= 4
+
+
+def test_registered_train_aug_loads_voc2012_and_sbd_under_detectron2_datasets(sbd_datasets):
+    voc_root, sbd_root = sbd_datasets
+    assert os.path.dirname(voc_root) == os.path.dirname(sbd_root)
+    code = """
+import json
+from detectron2.data import DatasetCatalog
+import atto_detectron  # registers
+records = DatasetCatalog.get("voc_2012_seg_train_aug")
+print(json.dumps([[r["image_name"], [a["category_id"] for a in r["annotations"]]] for r in records]))
+"""
+    env = dict(os.environ, DETECTRON2_DATASETS=os.path.dirname(voc_root))
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = [
+        [r["image_name"], [a["category_id"] for a in r["annotations"]]]
+        for r in load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root)
+    ]
+    assert loaded == expected and [name for name, _ in loaded] == TRAIN_AUG
+
+
+def _rewrite_struct(path, struct, change):
+    """Rewrites the struct of an SBD .mat file as ``change(fields)`` returns it."""
+    record = loadmat(path)[struct][0, 0]
+    fields = {name: record[name] for name in record.dtype.names}
+    savemat(path, {struct: change(fields)}, do_compression=True)
+
+
+def _truncate(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def _not_mat(path):
+    with open(path, "w") as f:
+        f.write("<html>404 Not Found</html>\n" * 20)
+
+
+# damage: (how to damage a file, given its path and struct; the start of the error)
+_BAD_MAT_FILES = {
+    "empty": (lambda path, struct: open(path, "wb").close(), "{path} is not a readable MATLAB"),
+    "truncated": (lambda path, struct: _truncate(path), "{path} is not a readable MATLAB"),
+    "not a MAT file": (lambda path, struct: _not_mat(path), "{path} is not a readable MATLAB"),
+    "no struct": (
+        lambda path, struct: savemat(path, {"other": np.zeros((2, 2))}),
+        "{path} holds no 1x1 struct {struct}",
+    ),
+    "no Segmentation": (
+        lambda path, struct: _rewrite_struct(
+            path, struct, lambda f: {k: v for k, v in f.items() if k != "Segmentation"}
+        ),
+        "{path}: struct {struct} has no field 'Segmentation'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "folder, struct, damage",
+    [
+        ("inst", "GTinst", "empty"),
+        ("cls", "GTcls", "truncated"),
+        ("inst", "GTinst", "not a MAT file"),
+        ("cls", "GTcls", "no struct"),
+        ("inst", "GTinst", "no Segmentation"),
+    ],
+)
+def test_bad_mat_files_are_named_or_skipped(sbd_copy, caplog, folder, struct, damage):
+    voc_root, sbd_root = sbd_copy
+    name = SBD_ONLY[1]
+    path = os.path.join(sbd_root, folder, name + ".mat")
+    write, message = _BAD_MAT_FILES[damage]
+    write(path, struct)
+    with pytest.raises(VOCDataError, match=re.escape(message.format(path=path, struct=struct))):
+        load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root)
+    with caplog.at_level("WARNING"):
+        records = load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root, skip_bad_files=True)
+    assert [r["image_name"] for r in records] == [n for n in TRAIN_AUG if n != name]
+    assert f"Skipped 1 of {len(TRAIN_AUG)} images" in caplog.text and path in caplog.text
+
+
+@pytest.mark.parametrize("change", ["class map disagrees", "categories win", "too few", "none"])
+def test_sbd_classes_come_from_categories_checked_against_the_class_map(sbd_copy, change):
+    voc_root, sbd_root = sbd_copy
+    name = SBD_ONLY[1]
+    inst = os.path.join(sbd_root, "inst", name + ".mat")
+    cls = os.path.join(sbd_root, "cls", name + ".mat")
+    objects = _sample(name).objects
+    assert len(objects) == 2
+    first = VOC_CLASS_NAMES.index(objects[0].class_name) + 1
+    other = 1 + first % len(VOC_CLASS_NAMES)
+
+    def set_classes(fields, pixels):
+        # Class ``other`` on the first ``pixels`` pixels of instance 1 in the class map.
+        segmentation = fields["Segmentation"].copy()
+        ys, xs = np.nonzero(objects[0].visible)
+        segmentation[ys[:pixels], xs[:pixels]] = other
+        return dict(fields, Segmentation=segmentation)
+
+    expected_error = None
+    if change == "class map disagrees":
+        _rewrite_struct(cls, "GTcls", lambda f: set_classes(f, objects[0].visible.sum()))
+        expected_error = f"Instance 1 of {inst} has class {first} (GTinst.Categories) but {cls}"
+    elif change == "categories win":
+        # A few pixels of another class (instances drawn in another order): still the class
+        # of Categories, where VOC's rule (exactly one class) would reject the image.
+        _rewrite_struct(cls, "GTcls", lambda f: set_classes(f, 5))
+    elif change == "too few":
+        _rewrite_struct(inst, "GTinst", lambda f: dict(f, Categories=f["Categories"][:1]))
+        expected_error = f"{inst} has instance 2 but its GTinst.Categories lists 1 classes"
+    else:  # without Categories, the class map decides
+        _rewrite_struct(inst, "GTinst", lambda f: {k: v for k, v in f.items() if k != "Categories"})
+
+    if expected_error:
+        with pytest.raises(VOCDataError, match=re.escape(expected_error)):
+            load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root)
+        return
+    record = next(
+        r
+        for r in load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root)
+        if r["image_name"] == name
+    )
+    assert [VOC_CLASS_NAMES[a["category_id"]] for a in record["annotations"]] == [
+        obj.class_name for obj in objects
+    ]
+
+
+def test_sbd_mat_without_categories_needs_one_class_per_instance(sbd_copy):
+    # The fallback is VOC's rule: a few pixels of another class are an error there.
+    voc_root, sbd_root = sbd_copy
+    name = SBD_ONLY[0]
+    inst = os.path.join(sbd_root, "inst", name + ".mat")
+    cls = os.path.join(sbd_root, "cls", name + ".mat")
+    _rewrite_struct(inst, "GTinst", lambda f: {k: v for k, v in f.items() if k != "Categories"})
+    visible = _sample(name).objects[0].visible
+    ys, xs = np.nonzero(visible)
+
+    def one_pixel(fields):
+        segmentation = fields["Segmentation"].copy()
+        segmentation[ys[0], xs[0]] = 1 + segmentation[ys[0], xs[0]] % 20
+        return dict(fields, Segmentation=segmentation)
+
+    _rewrite_struct(cls, "GTcls", one_pixel)
+    with pytest.raises(VOCDataError, match=re.escape(f"Instance 1 of {inst} lies on")):
+        load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root)
+
+
+# ---------------------------------------------------------------------------------------
+# Split files
+
+
+def _split_path(voc_root, split):
+    return os.path.join(voc_root, "ImageSets", "Segmentation", f"{split}.txt")
+
+
+@pytest.mark.parametrize(
+    "content", ["", "\n  \n", "\ufeff\n"], ids=["empty", "blank lines", "BOM only"]
+)
+def test_empty_split_file_is_named_before_detectron2_sees_no_images(voc_copy, registered, content):
+    path = _split_path(voc_copy, "val")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(content)
+    dataset = registered("voc_test_empty_split", voc_copy, "val")
+    with pytest.raises(VOCDataError, match=re.escape(f"Split file {path} is empty")):
+        get_detection_dataset_dicts([dataset])
+
+
+def test_empty_sbd_list_is_named(sbd_copy):
+    voc_root, sbd_root = sbd_copy
+    path = os.path.join(sbd_root, "val.txt")
+    open(path, "w").close()
+    with pytest.raises(VOCDataError, match=re.escape(f"Split file {path} is empty")):
+        load_voc_instances(voc_root, "train_aug", sbd_root=sbd_root)
+
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_duplicate_names_are_loaded_once_with_one_warning_naming_them(voc_copy, caplog):
+    names = voc_split_names(voc_copy, "val")
+    path = _split_path(voc_copy, "val")
+    listed = names[:3] + [names[0]] + names[3:] + [names[2], names[0]]
+    _write_list(path, listed)
+    with caplog.at_level("WARNING"):
+        records = load_voc_instances(voc_copy, "val")
+    assert [r["image_name"] for r in records] == names  # first occurrence keeps its place
+    assert [r["image_id"] for r in records] == list(range(len(names)))
+    (warning,) = _warnings(caplog)
+    assert f"Split file {path} lists 2 image(s) more than once" in warning
+    assert warning.endswith(f"{names[0]}, {names[2]}")
+
+    # Many: the first 10 named, the rest counted.
+    caplog.clear()
+    trainval = voc_split_names(voc_copy, "trainval")
+    _write_list(_split_path(voc_copy, "trainval"), trainval + trainval[::-1])
+    with caplog.at_level("WARNING"):
+        assert voc_split_names(voc_copy, "trainval") == trainval
+    (warning,) = _warnings(caplog)
+    assert f"lists {len(trainval)} image(s)" in warning
+    assert warning.endswith(", ".join(trainval[:10]) + f" and {len(trainval) - 10} more")
+
+
+def test_utf8_bom_is_not_part_of_the_first_name(voc_copy):
+    names = voc_split_names(voc_copy, "val")
+    with open(_split_path(voc_copy, "val"), "w", encoding="utf-8-sig") as f:
+        f.write("\r\n".join(names) + "\r\n")
+    assert [r["image_name"] for r in load_voc_instances(voc_copy, "val")] == names
 
 
 def test_xml_flags_follow_the_object_order(synthetic_voc):

@@ -8,7 +8,12 @@ generated stand-in in the same layout. Importing this package registers
 from . import builtin  # noqa: F401  (registers the predefined datasets)
 from .builtin import register_all_voc_instances
 from .coco_json import cached_coco_json
-from .synthetic_voc import SYNTHETIC_CLASSES, render_sample, write_synthetic_voc
+from .synthetic_voc import (
+    SYNTHETIC_CLASSES,
+    render_sample,
+    write_synthetic_sbd,
+    write_synthetic_voc,
+)
 from .voc_instances import (
     VOCDataError,
     VOCInstancesMetadata,

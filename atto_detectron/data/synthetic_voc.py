@@ -8,6 +8,9 @@ objects of 6 VOC classes, each drawn as a class-specific silhouette made of part
 mostly in its class's typical colours. Objects overlap and occlude one another, run off
 the image border, and some are tiny; the labels carry VOC's void band (255) along every
 outline. Every image is a pure function of (seed, split, index).
+
+:func:`write_synthetic_sbd` writes a companion in SBD's layout (the ``.mat`` files of
+``benchmark_RELEASE/dataset``), so that ``train_aug`` can be composed as on the real data.
 """
 
 import math
@@ -30,6 +33,8 @@ __all__ = [
     "render_sample",
     "sample_name",
     "write_sample",
+    "write_sbd_sample",
+    "write_synthetic_sbd",
     "write_synthetic_voc",
 ]
 
@@ -506,13 +511,21 @@ def _xml(sample: SyntheticSample) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def write_sample(voc_root: str, sample: SyntheticSample, jpeg_quality: int = 90):
-    """Writes a sample's JPEG, label PNGs and XML under ``voc_root`` (the VOC2012 folder)."""
+def _write_jpeg(voc_root: str, sample: SyntheticSample, jpeg_quality: int):
     cv2.imwrite(
         os.path.join(voc_root, "JPEGImages", f"{sample.name}.jpg"),
         sample.image[:, :, ::-1],
         [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality],
     )
+
+
+def _jpeg_quality(seed: int, index: int) -> int:
+    return int(75 + (index * 7919 + seed) % 21)  # varied, as in photo collections
+
+
+def write_sample(voc_root: str, sample: SyntheticSample, jpeg_quality: int = 90):
+    """Writes a sample's JPEG, label PNGs and XML under ``voc_root`` (the VOC2012 folder)."""
+    _write_jpeg(voc_root, sample, jpeg_quality)
     _write_png(os.path.join(voc_root, "SegmentationObject", f"{sample.name}.png"), sample.instances)
     _write_png(os.path.join(voc_root, "SegmentationClass", f"{sample.name}.png"), sample.classes)
     _xml(sample).write(os.path.join(voc_root, "Annotations", f"{sample.name}.xml"))
@@ -521,7 +534,7 @@ def write_sample(voc_root: str, sample: SyntheticSample, jpeg_quality: int = 90)
 def _render_and_write(job) -> int:
     voc_root, seed, split, index, long_side = job
     sample = render_sample(seed, split, index, long_side)
-    write_sample(voc_root, sample, jpeg_quality=int(75 + (index * 7919 + seed) % 21))
+    write_sample(voc_root, sample, jpeg_quality=_jpeg_quality(seed, index))
     return len(sample.objects)
 
 
@@ -576,3 +589,100 @@ def write_synthetic_voc(
         with open(os.path.join(voc_root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
             f.write("".join(f"{name}\n" for name in names))
     return voc_root
+
+
+# ---------------------------------------------------------------------------------------
+# SBD
+
+
+def _sbd_boundaries(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """(len(values), 1) cell of sparse (H, W) masks: the outline pixels of each value."""
+    from scipy.sparse import csc_matrix
+
+    cell = np.empty((len(values), 1), dtype=object)
+    for i, value in enumerate(values):
+        mask = labels == value
+        inside = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        cell[i, 0] = csc_matrix(mask & ~inside)
+    return cell
+
+
+def write_sbd_sample(sbd_root: str, sample: SyntheticSample):
+    """
+    Writes a sample's labels as SBD stores them, compressed MATLAB files of 1x1 structs:
+    ``inst/<name>.mat`` with GTinst (Segmentation (H, W) uint8 0..N, Boundaries (N, 1)
+    cell of sparse masks, Categories (N, 1) uint8 classes 1..20) and ``cls/<name>.mat``
+    with GTcls (Segmentation (H, W) uint8 0..20, Boundaries (20, 1), CategoriesPresent).
+    SBD has no void band: object k covers all of its visible pixels, and the objects VOC
+    leaves unlabelled are background.
+    """
+    from scipy.io import savemat
+
+    instances = np.zeros(sample.instances.shape, np.uint8)
+    classes = np.zeros(sample.instances.shape, np.uint8)
+    categories = [VOC_CLASS_NAMES.index(obj.class_name) + 1 for obj in sample.objects]
+    for k, (obj, category) in enumerate(zip(sample.objects, categories), start=1):
+        instances[obj.visible] = k
+        classes[obj.visible] = category
+    all_classes = range(1, len(VOC_CLASS_NAMES) + 1)
+    structs = {
+        "inst": {
+            "GTinst": {
+                "Segmentation": instances,
+                "Boundaries": _sbd_boundaries(instances, range(1, len(categories) + 1)),
+                "Categories": np.array(categories, np.uint8).reshape(-1, 1),
+            }
+        },
+        "cls": {
+            "GTcls": {
+                "Segmentation": classes,
+                "Boundaries": _sbd_boundaries(classes, all_classes),
+                "CategoriesPresent": np.array(sorted(set(categories)), np.uint8).reshape(-1, 1),
+            }
+        },
+    }
+    for folder, struct in structs.items():
+        os.makedirs(os.path.join(sbd_root, folder), exist_ok=True)
+        savemat(os.path.join(sbd_root, folder, f"{sample.name}.mat"), struct, do_compression=True)
+
+
+def write_synthetic_sbd(
+    out_dir: str,
+    voc_root: str,
+    num_train: int,
+    num_val: int,
+    seed: int = 0,
+    long_side: int = 256,
+) -> str:
+    """
+    Writes an SBD companion of a dataset of :func:`write_synthetic_voc`:
+    ``<out_dir>/SBD/{inst,cls}/<name>.mat`` (see :func:`write_sbd_sample`) and
+    ``train.txt`` / ``val.txt``. As in the real data, SBD covers images of the VOC splits
+    too, and the images beyond them have a JPEG and XML in VOC2012 but no label PNGs.
+
+    Args:
+        out_dir: the folder that gets ``SBD/`` (the counterpart of
+            ``benchmark_RELEASE/dataset``).
+        voc_root: the generated ``VOC2012`` folder; gets the JPEGs and XMLs it lacks.
+        num_train, num_val: SBD lists the first ``num_train`` train and ``num_val`` val
+            images of the generator; more than the VOC splits have adds SBD-only images.
+        seed, long_side: those the VOC data was written with.
+
+    Returns:
+        str: the ``SBD`` folder (what ``$DETECTRON2_DATASETS/SBD`` holds).
+    """
+    sbd_root = os.path.join(out_dir, "SBD")
+    counts = {"train": num_train, "val": num_val}
+    for sub in ("JPEGImages", "Annotations"):
+        os.makedirs(os.path.join(voc_root, sub), exist_ok=True)
+    for split in SPLITS:
+        for index in range(counts[split]):
+            sample = render_sample(seed, split, index, long_side)
+            write_sbd_sample(sbd_root, sample)
+            if not os.path.isfile(os.path.join(voc_root, "JPEGImages", f"{sample.name}.jpg")):
+                _write_jpeg(voc_root, sample, _jpeg_quality(seed, index))
+                _xml(sample).write(os.path.join(voc_root, "Annotations", f"{sample.name}.xml"))
+    for split in SPLITS:
+        with open(os.path.join(sbd_root, f"{split}.txt"), "w") as f:
+            f.write("".join(f"{sample_name(split, i)}\n" for i in range(counts[split])))
+    return sbd_root

@@ -11,15 +11,28 @@ Reads the VOCdevkit layout::
       ImageSets/Segmentation/{train,val,trainval}.txt
 
 and, for ``train_aug``, the Semantic Boundaries Dataset (SBD, Hariharan et al. 2011)
-folder ``dataset/`` of ``benchmark_RELEASE``: ``inst/<name>.mat`` (GTinst),
-``cls/<name>.mat`` (GTcls), ``train.txt``, ``val.txt``.
+folder ``dataset/`` of ``benchmark_RELEASE``::
+
+    SBD/
+      inst/<name>.mat   1x1 struct GTinst: Segmentation (H, W) uint8 0 background,
+                        1..N instances; Categories (N, 1) class 1..20 of each instance;
+                        Boundaries (N, 1) cell (not read)
+      cls/<name>.mat    1x1 struct GTcls: Segmentation (H, W) uint8 0..20 classes;
+                        Boundaries, CategoriesPresent (not read)
+      train.txt, val.txt
 
 Each value 1..N of a SegmentationObject PNG (its palette indices, not its colours) is one
 instance; its class is the one SegmentationClass value under its pixels. The void band
-(255) drawn along every outline belongs to no instance. Boxes are the masks' extents,
-masks are COCO RLE.
+(255) drawn along every outline belongs to no instance. An SBD instance's class is its
+entry of ``GTinst.Categories`` (the class map, which has no void band, must agree on most
+of its pixels); files without Categories fall back to the class map, as for VOC. Boxes are
+the masks' extents, masks are COCO RLE.
+
+Split files list one image name per line (a UTF-8 BOM is ignored); an image listed twice
+is loaded once, with a warning.
 """
 
+import collections
 import hashlib
 import logging
 import os
@@ -49,7 +62,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Part of the COCO-json cache key: bump when the records this module produces change.
-_RECORD_FORMAT_VERSION = 1
+_RECORD_FORMAT_VERSION = 2
+
+# How many repeated names the warning about a split file lists before it only counts.
+_MAX_NAMES_SHOWN = 10
 
 _LAYOUT_HELP = (
     "Expected the VOCdevkit layout: <root>/JPEGImages/*.jpg, SegmentationObject/*.png, "
@@ -67,7 +83,7 @@ class _ImageFiles(NamedTuple):
     jpeg: str
     instances: str  # SegmentationObject PNG, or SBD inst/*.mat
     classes: str  # SegmentationClass PNG, or SBD cls/*.mat
-    xml: Optional[str]
+    xml: Optional[str]  # VOC images only: SBD numbers instances in its own order
     source: str  # "voc" or "sbd"
 
 
@@ -75,25 +91,56 @@ def _split_file(voc_root: str, split: str) -> str:
     return os.path.join(voc_root, "ImageSets", "Segmentation", f"{split}.txt")
 
 
-def _read_list(path: str) -> List[str]:
-    with open(path) as f:
-        return [line.split()[0] for line in f if line.strip()]
+def _shown(names: List[str]) -> str:
+    more = len(names) - _MAX_NAMES_SHOWN
+    return ", ".join(names[:_MAX_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def _read_list(path: str, warn: bool = True) -> List[str]:
+    """
+    The image names of a split file (first word of each non-blank line), each once, in
+    the order of their first occurrence; ``warn``: log the duplicates.
+    """
+    # utf-8-sig: lists saved by Windows editors start with a BOM, which would otherwise
+    # become part of the first name.
+    with open(path, encoding="utf-8-sig") as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    if not names:
+        raise VOCDataError(
+            f"Split file {path} is empty: it lists no image name. It should hold one name "
+            f"per line; restore it from the dataset's archive."
+        )
+    unique = list(dict.fromkeys(names))
+    if warn and len(unique) < len(names):
+        counts = collections.Counter(names)
+        repeated = [name for name in unique if counts[name] > 1]
+        logger.warning(
+            f"Split file {path} lists {len(repeated)} image(s) more than once; each is "
+            f"loaded once: {_shown(repeated)}"
+        )
+    return unique
 
 
 def voc_split_names(voc_root: str, split: str, sbd_root: Optional[str] = None) -> List[str]:
     """
-    The image names of ``split``: ``ImageSets/Segmentation/<split>.txt``. Without that
-    file, ``train_aug`` is composed the standard way (10,582 images on the real data):
-    SBD train + SBD val + VOC train, less VOC val, sorted.
+    The image names of ``split``: ``ImageSets/Segmentation/<split>.txt``, each once (a
+    name listed again is dropped, with a warning naming it). Without that file,
+    ``train_aug`` is composed the standard way (10,582 images on the real data): SBD
+    train + SBD val + VOC train, less VOC val, sorted.
 
     Raises:
         FileNotFoundError: naming the missing root or split file and the expected layout.
+        VOCDataError: naming a split file that lists no image.
     """
+    return _split_names(voc_root, split, sbd_root, warn=True)
+
+
+def _split_names(voc_root: str, split: str, sbd_root: Optional[str], warn: bool) -> List[str]:
     if not os.path.isdir(voc_root):
         raise FileNotFoundError(f"VOC dataset folder {voc_root!r} does not exist. {_LAYOUT_HELP}")
     path = _split_file(voc_root, split)
     if os.path.isfile(path):
-        return _read_list(path)
+        return _read_list(path, warn)
     if split == "train_aug" and sbd_root is not None:
         sources = [
             _split_file(voc_root, "train"),
@@ -108,8 +155,14 @@ def voc_split_names(voc_root: str, split: str, sbd_root: Optional[str] = None) -
                 f"benchmark_RELEASE/dataset folder (cls/, inst/, train.txt, val.txt) at "
                 f"{sbd_root!r}, or provide {path}."
             )
-        voc_train, voc_val, sbd_train, sbd_val = (set(_read_list(p)) for p in sources)
-        return sorted((voc_train | sbd_train | sbd_val) - voc_val)
+        voc_train, voc_val, sbd_train, sbd_val = (set(_read_list(p, warn)) for p in sources)
+        names = sorted((voc_train | sbd_train | sbd_val) - voc_val)
+        if not names:
+            raise VOCDataError(
+                f"train_aug composed from {', '.join(sources)} is empty: every image of "
+                f"VOC train and SBD is in VOC val. Check that these are the right lists."
+            )
+        return names
     raise FileNotFoundError(f"Split file {path} does not exist. {_LAYOUT_HELP}")
 
 
@@ -123,9 +176,12 @@ def _image_files(voc_root: str, name: str, sbd_root: Optional[str]) -> _ImageFil
     if sbd_root is None or os.path.isfile(voc_instances):
         voc_classes = os.path.join(voc_root, "SegmentationClass", f"{name}.png")
         return _ImageFiles(name, jpeg, voc_instances, voc_classes, xml, "voc")
+    # The XML is not used for SBD images: only VOC numbers its instances in the order of
+    # the XML objects, so elsewhere the difficult / truncated flags could go to the wrong
+    # object.
     sbd_instances = os.path.join(sbd_root, "inst", f"{name}.mat")
     sbd_classes = os.path.join(sbd_root, "cls", f"{name}.mat")
-    return _ImageFiles(name, jpeg, sbd_instances, sbd_classes, xml, "sbd")
+    return _ImageFiles(name, jpeg, sbd_instances, sbd_classes, None, "sbd")
 
 
 def _read_label_png(path: str) -> np.ndarray:
@@ -142,7 +198,11 @@ def _read_label_png(path: str) -> np.ndarray:
         raise VOCDataError(f"{path} is not a readable PNG (truncated or corrupt?): {e}") from e
 
 
-def _read_sbd_mat(path: str, struct: str) -> np.ndarray:
+_SBD_HELP = "Extract it again from SBD's benchmark.tgz (benchmark_RELEASE/dataset)."
+
+
+def _read_sbd_mat(path: str, struct: str) -> np.void:
+    """The 1x1 MATLAB struct ``struct`` (GTinst or GTcls) of an SBD .mat file, as a record."""
     try:
         from scipy.io import loadmat
     except ImportError as e:
@@ -150,18 +210,78 @@ def _read_sbd_mat(path: str, struct: str) -> np.ndarray:
             f"Reading SBD annotations ({path}) needs scipy: `pip install scipy`."
         ) from e
     try:
-        return np.asarray(loadmat(path)[struct][0, 0]["Segmentation"], dtype=np.uint8)
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise VOCDataError(f"{path} is not a readable SBD {struct} .mat file: {e}") from e
+        value = loadmat(path, variable_names=[struct]).get(struct)
+    except Exception as e:
+        # A bad file surfaces from scipy as MatReadError, OSError, ValueError, IndexError,
+        # TypeError, ... depending on where it breaks; none of them names the file.
+        raise VOCDataError(
+            f"{path} is not a readable MATLAB file (empty, truncated or corrupt?): "
+            f"{type(e).__name__}: {e}. {_SBD_HELP}"
+        ) from e
+    if not isinstance(value, np.ndarray) or value.dtype.names is None or value.size != 1:
+        raise VOCDataError(
+            f"{path} holds no 1x1 struct {struct}, which every SBD "
+            f"{'inst' if struct == 'GTinst' else 'cls'}/*.mat file holds. {_SBD_HELP}"
+        )
+    return value.flat[0]
 
 
-def _read_labels(files: _ImageFiles) -> Tuple[np.ndarray, np.ndarray]:
+def _sbd_field(record: np.void, field: str, path: str, struct: str) -> np.ndarray:
+    if field not in record.dtype.names:
+        raise VOCDataError(
+            f"{path}: struct {struct} has no field {field!r} (it has "
+            f"{', '.join(record.dtype.names)}). {_SBD_HELP}"
+        )
+    return np.asarray(record[field])
+
+
+def _sbd_integers(
+    values: np.ndarray, low: int, high: int, path: str, what: str, ndim: Optional[int] = None
+) -> np.ndarray:
+    """
+    ``values`` as int64, checked to be whole numbers low..high (and, where ``ndim`` is
+    given, a non-empty array of that many dimensions).
+    """
+    valid = values.dtype.kind in "uif" and (
+        ndim is None or (values.ndim == ndim and values.size > 0)
+    )
+    if valid and values.size:
+        valid = bool(low <= values.min() and values.max() <= high)  # False for NaN
+        if valid and values.dtype.kind == "f":
+            valid = bool(np.all(values == np.round(values)))
+    if not valid:
+        raise VOCDataError(
+            f"{path}: {what} should hold whole numbers {low}..{high}"
+            f"{f' in {ndim} dimensions' if ndim else ''}, not shape {values.shape} dtype "
+            f"{values.dtype}. {_SBD_HELP}"
+        )
+    return values.astype(np.int64)
+
+
+def _read_sbd_labels(files: _ImageFiles) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    inst = _read_sbd_mat(files.instances, "GTinst")
+    instances = _sbd_field(inst, "Segmentation", files.instances, "GTinst")
+    instances = _sbd_integers(instances, 0, 255, files.instances, "GTinst.Segmentation", 2)
+    categories = None
+    if "Categories" in inst.dtype.names:
+        categories = _sbd_field(inst, "Categories", files.instances, "GTinst").ravel()
+        categories = _sbd_integers(
+            categories, 1, len(VOC_CLASS_NAMES), files.instances, "GTinst.Categories"
+        )
+    cls = _read_sbd_mat(files.classes, "GTcls")
+    classes = _sbd_field(cls, "Segmentation", files.classes, "GTcls")
+    classes = _sbd_integers(classes, 0, 255, files.classes, "GTcls.Segmentation", 2)
+    return instances.astype(np.uint8), classes.astype(np.uint8), categories
+
+
+def _read_labels(files: _ImageFiles) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(instances (H, W) uint8, classes (H, W) uint8, SBD's class of each instance or None)."""
     for path in (files.instances, files.classes):
         if not os.path.isfile(path):
             raise VOCDataError(f"{files.name}: annotation {path} does not exist.")
     if files.source == "sbd":
-        return _read_sbd_mat(files.instances, "GTinst"), _read_sbd_mat(files.classes, "GTcls")
-    return _read_label_png(files.instances), _read_label_png(files.classes)
+        return _read_sbd_labels(files)
+    return _read_label_png(files.instances), _read_label_png(files.classes), None
 
 
 def _jpeg_size(path: str) -> Tuple[int, int]:
@@ -193,8 +313,17 @@ def _read_xml_objects(path: str) -> List[Dict]:
         raise VOCDataError(f"{path} is not a readable VOC annotation XML: {e}") from e
 
 
-def _instance_classes(files: _ImageFiles, instances: np.ndarray, classes: np.ndarray) -> Dict:
-    """{instance id: class 1..20}, checking that each instance lies on exactly one class."""
+def _instance_classes(
+    files: _ImageFiles,
+    instances: np.ndarray,
+    classes: np.ndarray,
+    categories: Optional[np.ndarray] = None,
+) -> Dict:
+    """
+    {instance id: class 1..20}. Without ``categories`` each instance must lie on exactly
+    one class of the class map; with SBD's ``categories`` (class of instance k at k - 1)
+    the class map must give that class to most of the instance's pixels.
+    """
     labelled = (instances != 0) & (instances != VOC_VOID)
     pairs, counts = np.unique(
         instances[labelled].astype(np.int32) * 256 + classes[labelled], return_counts=True
@@ -202,6 +331,8 @@ def _instance_classes(files: _ImageFiles, instances: np.ndarray, classes: np.nda
     found: Dict[int, Dict[int, int]] = {}
     for pair, count in zip(pairs.tolist(), counts.tolist()):
         found.setdefault(pair // 256, {})[pair % 256] = count
+    if categories is not None:
+        return _check_categories(files, found, categories)
     result = {}
     for instance_id, class_pixels in found.items():
         labels = list(class_pixels)
@@ -215,9 +346,33 @@ def _instance_classes(files: _ImageFiles, instances: np.ndarray, classes: np.nda
     return result
 
 
+def _check_categories(
+    files: _ImageFiles, found: Dict[int, Dict[int, int]], categories: np.ndarray
+) -> Dict:
+    # The class map is only a cross-check here: it is drawn from the same instances, but
+    # where instances overlap it may order them differently, so some pixels may disagree.
+    result = {}
+    for instance_id, class_pixels in found.items():
+        if instance_id > len(categories):
+            raise VOCDataError(
+                f"{files.instances} has instance {instance_id} but its GTinst.Categories "
+                f"lists {len(categories)} classes (one per instance). {_SBD_HELP}"
+            )
+        label = int(categories[instance_id - 1])
+        if 2 * class_pixels.get(label, 0) <= sum(class_pixels.values()):
+            raise VOCDataError(
+                f"Instance {instance_id} of {files.instances} has class {label} "
+                f"(GTinst.Categories) but {files.classes} gives its pixels the classes "
+                f"{class_pixels} (value: pixels); the two files do not belong together. "
+                f"{_SBD_HELP}"
+            )
+        result[instance_id] = label
+    return result
+
+
 def _load_record(files: _ImageFiles, image_id: int) -> Dict:
     width, height = _jpeg_size(files.jpeg)
-    instances, classes = _read_labels(files)
+    instances, classes, categories = _read_labels(files)
     for path, labels in ((files.instances, instances), (files.classes, classes)):
         if labels.shape != (height, width):
             raise VOCDataError(
@@ -227,7 +382,8 @@ def _load_record(files: _ImageFiles, image_id: int) -> Dict:
     xml_objects = _read_xml_objects(files.xml) if files.xml else None
 
     annotations = []
-    for instance_id, label in sorted(_instance_classes(files, instances, classes).items()):
+    labels = _instance_classes(files, instances, classes, categories)
+    for instance_id, label in sorted(labels.items()):
         rle = mask_util.encode(np.asfortranarray(instances == instance_id, dtype=np.uint8))
         annotation = {
             "bbox": mask_util.toBbox(rle).tolist(),
@@ -271,18 +427,21 @@ def load_voc_instances(
             warning that counts and names them, instead of raising.
 
     Returns:
-        list[dict]: one record per listed image, in list order: ``file_name``,
-        ``image_id`` (position in the list), ``image_name``, ``height``, ``width``,
-        ``annotations`` (``bbox`` XYWH_ABS from the mask, ``category_id`` 0..19,
-        ``segmentation`` COCO RLE, ``iscrowd`` 0, and ``difficult`` / ``truncated`` where
-        the XML gives them). Images without instances are kept (Detectron2 filters them
-        out for training with DATALOADER.FILTER_EMPTY_ANNOTATIONS).
+        list[dict]: one record per listed image (once each), in list order:
+        ``file_name``, ``image_id`` (position in the list), ``image_name``, ``height``,
+        ``width``, ``annotations`` (``bbox`` XYWH_ABS from the mask, ``category_id``
+        0..19, ``segmentation`` COCO RLE, ``iscrowd`` 0, and ``difficult`` /
+        ``truncated`` where the XML of a VOC-annotated image gives them). Images without
+        instances are kept (Detectron2 filters them out for training with
+        DATALOADER.FILTER_EMPTY_ANNOTATIONS).
 
     Raises:
         FileNotFoundError: the root or the split file is missing.
-        VOCDataError: naming the file, for a listed image whose JPEG or label file is
-            missing, unreadable or truncated, whose labels differ in size from the JPEG,
-            or with an instance that does not lie on exactly one class.
+        VOCDataError: naming the file, for an empty split file, or a listed image whose
+            JPEG, label PNG or SBD .mat file is missing, unreadable or truncated, whose
+            labels differ in size from the JPEG, or with an instance that does not lie
+            on exactly one class (SBD: whose GTinst.Categories entry is missing or not
+            the class of most of its pixels in GTcls).
     """
     names = voc_split_names(voc_root, split, sbd_root)
     records, skipped = [], []
@@ -312,7 +471,7 @@ def voc_fingerprint(
     label file and XML, and the size and modification time of every JPEG. Cheap (no
     decoding); it changes whenever the loaded records can.
     """
-    names = voc_split_names(voc_root, split, sbd_root)
+    names = _split_names(voc_root, split, sbd_root, warn=False)  # the loader warns
     digest = hashlib.sha1()
     digest.update(
         repr(
