@@ -6,7 +6,7 @@ backbone weights, to initialize Atto-MaskRCNN through MODEL.WEIGHTS.
     python tools/convert_classifier_to_d2.py output/classifier_AttoNet-A/model_final.pth \
         attonet_a_imagenet50.pkl
     python tools/train_net.py --config-file configs/atto_maskrcnn_voc.yaml \
-        MODEL.WEIGHTS attonet_a_imagenet50.pkl MODEL.ATTONET.NORM FrozenBN MODEL.ATTONET.FREEZE_AT 2
+        MODEL.WEIGHTS attonet_a_imagenet50.pkl MODEL.ATTONET.NORM FrozenBN MODEL.BACKBONE.FREEZE_AT 2
 
 The file has the format of Detectron2's tools/convert-torchvision-to-d2.py (pickled
 numpy arrays, "matching_heuristics": True): its names are the backbone's own
@@ -20,6 +20,7 @@ images; by default the stem is converted for Detectron2's BGR input (the configs
 import argparse
 import sys
 
+from atto_detectron.checkpoint import CheckpointError
 from atto_detectron.classification.convert import INPUT_FORMATS, convert_classifier_checkpoint
 
 
@@ -43,7 +44,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
         summary = convert_classifier_checkpoint(args.checkpoint, args.output, args.input_format)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     print(
         f"wrote {len(summary['converted'])} backbone weights ({args.input_format} input) to "

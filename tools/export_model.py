@@ -22,13 +22,13 @@ import warnings
 
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import detection_utils
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 import atto_detectron  # noqa: F401  (registers the AttoNet backbones)
-from atto_detectron.analysis.detection import load_detection_config
+from atto_detectron.checkpoint import AtomicCheckpointer, CheckpointError
+from atto_detectron.config import load_config
 from atto_detectron.deploy import (
     DEFAULT_ONNX_OPSET,
     EXPORT_FORMATS,
@@ -84,7 +84,11 @@ def load_model(cfg):
     if cfg.MODEL.WEIGHTS:
         if "://" not in cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
             sys.exit(f"error: MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r}: no such file")
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        # The project's checkpointer: it reads .pth files with weights_only=True.
+        try:
+            AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        except CheckpointError as e:
+            sys.exit(f"error: MODEL.WEIGHTS: {e}")
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialized weights")
     return model.eval()
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.config_file):
         sys.exit(f"error: --config-file {args.config_file!r}: no such file")
 
-    cfg = load_detection_config(args.config_file, args.opts)
+    cfg = load_config(args.config_file, args.opts, device="cpu")
     model = prepare_for_export(load_model(cfg), fuse=not args.no_fuse)
     image = sample_image(cfg, args.sample_image)
     info = {

@@ -9,6 +9,10 @@ same file initializes ``backbone.bottom_up.*`` of ``build_attonet_fpn_backbone``
 ``backbone.*`` of ``build_attonet_backbone``. The classifier's final norm and FC have no
 counterpart in a detector and are left out, as are BatchNorm's ``num_batches_tracked``
 counters (absent from FrozenBatchNorm2d, and refilled by BatchNorm when missing).
+
+Checkpoints are read with ``torch.load(weights_only=True)``
+(:func:`atto_detectron.checkpoint.load_weights_file`): tensors and plain data only, so
+that reading a file never runs code from it.
 """
 
 import os
@@ -18,7 +22,7 @@ from typing import Dict, Mapping
 
 import torch
 
-from ..checkpoint import atomic_write
+from ..checkpoint import atomic_write, load_weights_file
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -79,6 +83,11 @@ def convert_classifier_checkpoint(
     Returns:
         dict: "converted" (the backbone names written) and "dropped" (classifier keys
         left out).
+
+    Raises:
+        CheckpointError: ``checkpoint_path`` cannot be read, or holds Python objects
+            other than tensors and plain data (which are never unpickled).
+        ValueError: it holds no AttoNetClassifier state dict.
     """
     if not output_path.endswith(".pkl"):
         raise ValueError(
@@ -88,7 +97,7 @@ def convert_classifier_checkpoint(
         )
     if not os.path.isfile(checkpoint_path):
         raise FileNotFoundError(f"Classifier checkpoint {checkpoint_path} does not exist.")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu")
+    checkpoint = load_weights_file(checkpoint_path)
     state_dict = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, Mapping):
         raise ValueError(

@@ -21,6 +21,7 @@ TorchScript only.
 """
 
 import copy
+import dataclasses
 import json
 import os
 from typing import Dict, List, Optional, Tuple
@@ -29,13 +30,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detectron2.config import instantiate
 from detectron2.config.instantiate import dump_dataclass
 from detectron2.export import TracingAdapter, dump_torchscript_IR, scripting_with_instances
-from detectron2.export.flatten import DictSchema, InstancesSchema, ListSchema, flatten_to_tuple
+from detectron2.export.flatten import (
+    DictSchema,
+    IdentitySchema,
+    InstancesSchema,
+    ListSchema,
+    TensorWrapSchema,
+    TupleSchema,
+    flatten_to_tuple,
+)
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import GeneralizedRCNN
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, Instances, ROIMasks, RotatedBoxes
 
 from .fusion import fuse_bn
 
@@ -51,6 +59,7 @@ __all__ = [
     "reference_outputs",
     "export_model",
     "ExportedModel",
+    "load_outputs_schema",
     "compare_outputs",
     "outputs_match",
 ]
@@ -72,6 +81,82 @@ _RCNN_INSTANCE_FIELDS = {
     "pred_classes": Tensor,
     "pred_masks": Tensor,
 }
+
+
+def _dotted_names(classes) -> Dict[str, type]:
+    # Every name Detectron2's dump_dataclass may write for each class: its module or a
+    # package above it that re-exports it, then the class name.
+    names = {}
+    for cls in classes:
+        parts = cls.__module__.split(".")
+        for k in range(1, len(parts) + 1):
+            names[".".join(parts[:k] + [cls.__qualname__])] = cls
+    return names
+
+
+# The only classes an outputs schema of export_info.json may name: the schemas of
+# detectron2.export.flatten and the tensor wrappers its TensorWrapSchema rebuilds.
+# Detectron2's instantiate() would call whatever "_target_" names, e.g. builtins.open.
+_SCHEMA_CLASSES = _dotted_names(
+    (ListSchema, TupleSchema, IdentitySchema, DictSchema, InstancesSchema, TensorWrapSchema)
+)
+_WRAPPED_STRUCTURES = _dotted_names((Boxes, RotatedBoxes, BitMasks, ROIMasks))
+
+
+def _check_schema(node, info_path: str, where: str = "outputs_schema") -> None:
+    # Walks the whole schema before anything is built; see _SCHEMA_CLASSES.
+    def refuse(what):
+        schemas = ", ".join(sorted({c.__name__ for c in _SCHEMA_CLASSES.values()}))
+        structures = ", ".join(sorted({c.__name__ for c in _WRAPPED_STRUCTURES.values()}))
+        raise ValueError(
+            f"{info_path}: {where} {what}. An export's schema names only Detectron2's export "
+            f"schemas ({schemas}) and the structures they wrap ({structures}): this file was "
+            f"not written by tools/export_model.py, or was changed. Export the model again."
+        )
+
+    if not isinstance(node, dict):
+        refuse(f"is {node!r}, not a schema (a dict with '_target_')")
+    target = node.get("_target_")
+    if not isinstance(target, str) or target not in _SCHEMA_CLASSES:
+        refuse(f"names {target!r} as '_target_', which is not allowed")
+    cls = _SCHEMA_CLASSES[target]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if set(node) != fields | {"_target_"}:
+        refuse(f"has the entries {sorted(node)}; {cls.__name__} takes {sorted(fields)}")
+    class_name = node.get("class_name")
+    if cls is TensorWrapSchema and not (
+        isinstance(class_name, str) and class_name in _WRAPPED_STRUCTURES
+    ):
+        refuse(f"names {class_name!r} as 'class_name', which is not allowed")
+    for key, kind in (("sizes", int), ("keys", str)):
+        values = node.get(key, [])
+        if not isinstance(values, list) or not all(type(v) is kind for v in values):
+            refuse(f"has '{key}' {values!r}, not a list of {kind.__name__}")
+    if "schemas" in node:
+        if not isinstance(node["schemas"], list):
+            refuse(f"has 'schemas' {node['schemas']!r}, not a list")
+        for index, sub in enumerate(node["schemas"]):
+            _check_schema(sub, info_path, f"{where}.schemas[{index}]")
+
+
+def _build_schema(node):
+    # A schema checked by _check_schema: only its allowed classes are called.
+    kwargs = {k: v for k, v in node.items() if k != "_target_"}
+    if "schemas" in kwargs:
+        kwargs["schemas"] = [_build_schema(sub) for sub in kwargs["schemas"]]
+    return _SCHEMA_CLASSES[node["_target_"]](**kwargs)
+
+
+def load_outputs_schema(schema, info_path: str):
+    """
+    The outputs schema of an ``export_info.json`` (``info_path``, for errors), rebuilt
+    with Detectron2's schema classes.
+
+    Raises:
+        ValueError: when it names any other class, anywhere in it; nothing is built then.
+    """
+    _check_schema(schema, info_path)
+    return _build_schema(schema)
 
 
 class EmptyBatchGroupNorm(nn.Module):
@@ -293,6 +378,9 @@ class ExportedModel:
     Runs what :func:`export_model` wrote, with TorchScript or onnxruntime, and rebuilds the
     PyTorch model's outputs: Instances for a detector (as
     ``model.inference(..., do_postprocess=False)``), the feature dict for a backbone.
+    The outputs schema of ``export_info.json`` may name only Detectron2's schema classes
+    and the structures they wrap (:func:`load_outputs_schema`): reading an export folder
+    calls nothing that the file names.
 
     Example::
 
@@ -321,13 +409,20 @@ class ExportedModel:
             )
         with open(info_path) as f:
             self.info = json.load(f)
-        self.format = self.info["format"]
-        self.method = self.info["method"]
-        self.backbone_only = self.info["backbone_only"]
+        self.format = self.info.get("format")
+        self.method = self.info.get("method")
+        self.backbone_only = self.info.get("backbone_only")
+        if self.format not in EXPORT_FORMATS or self.method not in EXPORT_METHODS:
+            raise ValueError(
+                f"{info_path}: format {self.format!r} and method {self.method!r}; expected "
+                f"one of {EXPORT_FORMATS} and one of {EXPORT_METHODS}. Export the model "
+                f"again with tools/export_model.py."
+            )
+        # The model file's name is ours, never a path from the json: it stays in export_dir.
         path = os.path.join(export_dir, MODEL_FILES[self.format])
         self._schema = None
         if "outputs_schema" in self.info:
-            self._schema = instantiate(self.info["outputs_schema"])
+            self._schema = load_outputs_schema(self.info["outputs_schema"], info_path)
         if self.format == "torchscript":
             self._model = torch.jit.load(path)
             self._run = self._run_torchscript

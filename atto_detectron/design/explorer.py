@@ -37,7 +37,10 @@ The search state (settings, generators, every candidate's measurements, which we
 kept) is written atomically to ``explore_state.json`` after every candidate, and the
 candidates' weights next to it, so a killed search resumes at the candidate it was
 evaluating; since every random draw is seeded by (seed, candidate id), the resumed search
-gives the same candidates and figures as an uninterrupted one (except latencies).
+gives the same candidates and figures as an uninterrupted one (except latencies). The
+state's file paths are relative to the output folder and must stay inside it (a state
+naming any other file is refused, and nothing is loaded or deleted); weights are read
+with ``torch.load(weights_only=True)``, so a weights file cannot run code.
 """
 
 import json
@@ -54,7 +57,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import atomic_write
+from ..checkpoint import atomic_write, load_weights_file
 from ..modeling import AttoNetSpec, save_attonet_spec
 from .evaluate import CandidateEvaluator, CandidateResult
 from .generator import CellGenerator, GeneratorSettings
@@ -77,6 +80,9 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "explore_state.json"
 STATE_VERSION = 1
+# The keys of candidate and retrained records that hold paths, relative to the output
+# folder; the explorer loads, copies and deletes the files they name.
+_PATH_KEYS = ("weights", "spec_file")
 
 
 @dataclass(frozen=True)
@@ -159,16 +165,45 @@ def _derived_seed(seed: int, candidate_id: int) -> int:
     return int(np.random.SeedSequence([seed, candidate_id]).generate_state(1)[0])
 
 
+def _inside(output_dir: str, relative_path, state_path: str) -> str:
+    """
+    ``relative_path`` (read from the search state ``state_path``) joined to
+    ``output_dir``, after checking that it resolves (links included) inside it.
+    """
+    root = os.path.realpath(output_dir)
+    if isinstance(relative_path, str) and not os.path.isabs(relative_path):
+        path = os.path.realpath(os.path.join(root, relative_path))
+        if os.path.commonpath([root, path]) == root and path != root:
+            return path
+    raise ValueError(
+        f"{state_path} names the file {relative_path!r}, which is not inside the search's "
+        f"folder {output_dir}: a search state only holds paths relative to its folder. This "
+        f"state was changed or comes from elsewhere; nothing was loaded or deleted. Start a "
+        f"new --output."
+    )
+
+
 def load_state(output_dir: str) -> Dict:
-    """The search state in ``output_dir`` (see :data:`STATE_FILE`)."""
+    """
+    The search state in ``output_dir`` (see :data:`STATE_FILE`).
+
+    Raises:
+        ValueError: when it is not a valid state, or names a file outside ``output_dir``.
+    """
     path = os.path.join(output_dir, STATE_FILE)
     try:
         with open(path) as f:
             state = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not a valid search state ({e}); start a new --output") from e
-    if state.get("version") != STATE_VERSION:
-        raise ValueError(f"{path}: search state version {state.get('version')} is not supported")
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise ValueError(f"{path}: search state version {version} is not supported")
+    retrained = state.get("retrained", {})
+    for record in state.get("candidates", []) + list(retrained.values()):
+        for key in _PATH_KEYS:
+            if record.get(key) is not None:
+                _inside(output_dir, record[key], path)
     return state
 
 
@@ -279,6 +314,10 @@ class DesignExplorer:
     def _path(self, *parts: str) -> str:
         return os.path.join(self.output_dir, *parts)
 
+    def _state_path(self, relative_path: str) -> str:
+        """A path read from the state, checked to be inside ``output_dir``."""
+        return _inside(self.output_dir, relative_path, self.state_path)
+
     @property
     def candidates(self) -> List[Dict]:
         return self.state["candidates"]
@@ -368,7 +407,7 @@ class DesignExplorer:
     ) -> CandidateResult:
         initialize = None
         if parent is not None:
-            parent_state = torch.load(self._path(parent["weights"]), map_location="cpu")
+            parent_state = load_weights_file(self._state_path(parent["weights"]))
             parent_spec = self._spec_of(parent)
 
             def initialize(model):
@@ -484,12 +523,12 @@ class DesignExplorer:
         dropped = []
         for record in self.candidates:
             if record["weights"] and record["id"] not in keep:
-                dropped.append(record["weights"])
+                dropped.append(self._state_path(record["weights"]))
                 record["weights"] = None
         self._save_state()
         for path in dropped:
-            if os.path.exists(self._path(path)):
-                os.remove(self._path(path))
+            if os.path.exists(path):
+                os.remove(path)
 
     # ------------------------------------------------------------------ family
 
@@ -516,7 +555,7 @@ class DesignExplorer:
                           "violation", "feasible", "metrics")
             }  # fmt: skip
             retrained["schedule"] = "search"
-            shutil.copyfile(self._path(record["weights"]), self._path(weights))
+            shutil.copyfile(self._state_path(record["weights"]), self._path(weights))
         retrained.update(
             name=name, spec_file=spec_file, weights=weights, seconds=time.perf_counter() - start
         )

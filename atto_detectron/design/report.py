@@ -172,8 +172,8 @@ def format_family_table(summary: Mapping) -> str:
         "",
         f'"{acc} in search": after inheriting the parent\'s weights and fine-tuning. '
         + (
-            f'"final": the same network retrained from scratch on the prototype\'s schedule '
-            f"and seed (the fair comparison with the prototype)."
+            '"final": the same network retrained from scratch on the prototype\'s schedule '
+            "and seed (the fair comparison with the prototype)."
             if retrained
             else '"final": the search figures (the family was not retrained).'
         )
