@@ -1,30 +1,37 @@
 """Predictions drawn with Detectron2's Visualizer (masks, boxes, class names, scores)."""
 
+import collections
 import glob
 import os
 from typing import List
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detectron2.data import MetadataCatalog
-from detectron2.data.detection_utils import read_image
+from detectron2.data.detection_utils import convert_PIL_to_numpy
 from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
-__all__ = ["VisualizationPredictor", "expand_inputs", "load_image"]
+from .checkpoint import AtomicCheckpointer
+
+__all__ = ["VisualizationPredictor", "expand_inputs", "load_image", "output_paths"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Pillow's modes for 16-bit grayscale ("I", 32-bit, is how some Pillow versions and
+# formats hand it over). Pillow's convert("RGB") clips them at 255: all white.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def expand_inputs(inputs: List[str]) -> List[str]:
     """
-    Files, globs and folders (their images, sorted) -> image paths.
+    Files, globs and folders (their images, sorted) -> image paths, each file once
+    (in the order first given).
 
     Raises:
         FileNotFoundError: naming every input that matches nothing.
     """
-    paths, missing = [], []
+    paths, missing, seen = [], [], set()
     for item in inputs:
         if os.path.isdir(item):
             found = sorted(
@@ -38,7 +45,10 @@ def expand_inputs(inputs: List[str]) -> List[str]:
             found = sorted(glob.glob(os.path.expanduser(item)))
         if not found:
             missing.append(item)
-        paths.extend(found)
+        for path in found:
+            if os.path.realpath(path) not in seen:
+                seen.add(os.path.realpath(path))
+                paths.append(path)
     if missing:
         raise FileNotFoundError(
             f"--input: no image found at {', '.join(repr(m) for m in missing)} "
@@ -47,16 +57,105 @@ def expand_inputs(inputs: List[str]) -> List[str]:
     return paths
 
 
+def output_paths(inputs: List[str], output: str, extension: str = ".png") -> List[str]:
+    """
+    Where the drawings of ``inputs`` go.
+
+    ``output`` itself for a single input, unless ``output`` is a folder (an existing
+    one, or a path ending with a separator). Otherwise, in the folder ``output``:
+
+    * ``<stem><extension>`` for each input (``dir/x.jpg`` -> ``output/x.png``);
+    * when inputs of different folders share a stem, their folders relative to the
+      inputs' common folder are mirrored under ``output`` (``a/x.jpg``, ``b/x.png`` ->
+      ``output/a/x.png``, ``output/b/x.png``);
+    * when inputs of one folder share a stem, they keep their extension in the name
+      (``x.jpg``, ``x.png`` -> ``x.jpg.png``, ``x.png.png``).
+
+    Args:
+        inputs: the input files (or one name, such as "webcam").
+        output: the ``--output`` argument.
+        extension: of the drawings in a folder.
+
+    Returns:
+        One output path per input, in order.
+
+    Raises:
+        ValueError: an output would be one of the inputs (the same file: real paths,
+            symbolic or hard links), two inputs would be drawn to the same file, or
+            several inputs would be drawn to an existing file, naming them. Nothing
+            has been written then.
+    """
+    if len(inputs) == 1 and not (os.path.isdir(output) or output.endswith(os.sep)):
+        outputs = [output]
+    elif os.path.isfile(output):
+        raise ValueError(f"--output: {output} is a file; draw {len(inputs)} inputs into a folder")
+    else:
+        folders = [os.path.dirname(os.path.abspath(p)) for p in inputs]
+        stems = [os.path.splitext(os.path.basename(p))[0] for p in inputs]
+        folders_of_stem = collections.defaultdict(set)
+        for folder, stem in zip(folders, stems):
+            folders_of_stem[stem].add(folder)
+        if any(len(f) > 1 for f in folders_of_stem.values()):
+            common = os.path.commonpath(folders)
+            subfolders = [os.path.relpath(f, common) for f in folders]
+        else:
+            subfolders = [""] * len(inputs)
+        count = collections.Counter(zip(folders, stems))
+        outputs = []
+        for path, folder, stem, subfolder in zip(inputs, folders, stems, subfolders):
+            name = os.path.basename(path) if count[(folder, stem)] > 1 else stem
+            outputs.append(os.path.normpath(os.path.join(output, subfolder, name + extension)))
+    _check_outputs(inputs, outputs)
+    return outputs
+
+
+def _check_outputs(inputs: List[str], outputs: List[str]) -> None:
+    # The same file is the same (device, inode): this sees through "..", symbolic and
+    # hard links, and case-insensitive file systems. An output that does not exist yet
+    # cannot be an input.
+    inputs_by_id = {_file_id(p): p for p in inputs if os.path.exists(p)}
+    first_input_of = {}
+    for path, out in zip(inputs, outputs):
+        if os.path.exists(out) and _file_id(out) in inputs_by_id:
+            overwritten = inputs_by_id[_file_id(out)]
+            written_as = "" if out == overwritten else f" (written as {out})"
+            raise ValueError(
+                f"--output: the drawing of {path} would overwrite the input "
+                f"{overwritten}{written_as}; choose another --output"
+            )
+        key = os.path.normcase(os.path.realpath(out))
+        if key in first_input_of:
+            raise ValueError(
+                f"--output: {first_input_of[key]} and {path} would both be drawn to {out}; "
+                f"rename one of them or draw them into different folders"
+            )
+        first_input_of[key] = path
+
+
+def _file_id(path):
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
 def load_image(path: str) -> np.ndarray:
     """
-    Reads any image Pillow reads (grayscale, RGBA, palette, EXIF-rotated) as BGR uint8,
-    ``(H, W, 3)``.
+    Reads any image Pillow reads (grayscale, RGBA, palette, 16-bit, EXIF-rotated) as
+    BGR uint8, ``(H, W, 3)``, as Detectron2's ``read_image(path, "BGR")`` does.
+
+    16-bit images keep their contrast: 0..65535 becomes 0..255 by the high byte, as
+    Pillow itself reads 16-bit RGB PNGs (where ``read_image`` would clip 16-bit
+    grayscale at 255, an all-white image).
 
     Raises:
         ValueError: naming the file, when it is not a readable image.
     """
     try:
-        return read_image(path, format="BGR")
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in _SIXTEEN_BIT_MODES:
+                gray = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+                image = Image.fromarray(gray.astype(np.uint8))  # mode "L"
+            return convert_PIL_to_numpy(image, "BGR")
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image ({e}); check or re-export the file") from e
 
@@ -65,7 +164,13 @@ class VisualizationPredictor:
     """Runs a model on BGR images and draws its instances with the dataset's metadata."""
 
     def __init__(self, cfg, instance_mode=ColorMode.IMAGE):
-        self.predictor = DefaultPredictor(cfg)
+        # DefaultPredictor loads MODEL.WEIGHTS with Detectron2's checkpointer, which
+        # unpickles .pth files; the project's checkpointer loads them weights_only.
+        without_weights = cfg.clone()
+        without_weights.defrost()
+        without_weights.MODEL.WEIGHTS = ""
+        self.predictor = DefaultPredictor(without_weights)
+        AtomicCheckpointer(self.predictor.model).load(cfg.MODEL.WEIGHTS)
         names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
         self.metadata = MetadataCatalog.get(names[0] if len(names) else "__unused")
         self.instance_mode = instance_mode
@@ -89,5 +194,6 @@ class VisualizationPredictor:
 
     @staticmethod
     def save(drawn_rgb: np.ndarray, path: str) -> None:
+        """Writes an ``(H, W, 3)`` uint8 RGB drawing to ``path``, creating its folder."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         Image.fromarray(drawn_rgb).save(path)

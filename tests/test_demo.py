@@ -1,11 +1,19 @@
-"""tools/demo.py: drawings of predictions, odd image modes, bad inputs."""
+"""tools/demo.py: drawings of predictions, odd image modes, bad inputs and outputs."""
 
 import importlib.util
 import os
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from detectron2.data.detection_utils import read_image
+from detectron2.modeling import build_model
+
+from atto_detectron.config import load_config
+from atto_detectron.visualization import load_image, output_paths
 
 from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
 
@@ -37,7 +45,7 @@ def _image(path, mode="RGB", size=(200, 150)):
 
 
 def _run(*args):
-    demo.main(["--config-file", CONFIG, *args, "--opts", *OPTS])
+    demo.main(["--config-file", CONFIG, "--allow-random-weights", *args, "--opts", *OPTS])
 
 
 def test_drawing_differs_from_the_input_where_detections_are(tmp_path, monkeypatch):
@@ -103,8 +111,8 @@ def test_generated_voc_images_into_a_folder(synthetic_voc, tmp_path):
     inputs = [os.path.join(synthetic_voc, "JPEGImages", name + ".jpg") for name in names]
     out_dir = tmp_path / "drawn"
     demo.main(
-        ["--config-file", CONFIG, "--input", *inputs, "--output", str(out_dir) + os.sep,
-         "--confidence-threshold", "0", "--opts", *OPTS,
+        ["--config-file", CONFIG, "--allow-random-weights", "--input", *inputs,
+         "--output", str(out_dir) + os.sep, "--confidence-threshold", "0", "--opts", *OPTS,
          "DATASETS.TEST", f"('{SYNTH_DATASETS['val']}',)"]
     )  # fmt: skip
     assert sorted(os.listdir(out_dir)) == sorted(name + ".png" for name in names)
@@ -113,3 +121,311 @@ def test_generated_voc_images_into_a_folder(synthetic_voc, tmp_path):
         drawn = np.asarray(Image.open(out_dir / (name + ".png")).convert("RGB")).astype(int)
         assert drawn.shape == original.shape
         assert (np.abs(drawn - original).max(axis=-1) > 40).mean() > 0.001
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Makes building the model fail the test: errors must come before it."""
+
+    def refuse(cfg, *args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(demo, "VisualizationPredictor", refuse)
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return str(path)
+
+
+# Drawings never overwrite an input, nor each other.
+
+
+def test_output_names_without_collisions_are_flat(tmp_path):
+    inputs = [_touch(tmp_path / "in" / "x.jpg"), _touch(tmp_path / "in" / "y.png")]
+    out = str(tmp_path / "out")
+    assert output_paths(inputs, out) == [os.path.join(out, "x.png"), os.path.join(out, "y.png")]
+    # One input and a file name: the file itself; with a trailing separator: a folder.
+    assert output_paths(inputs[:1], str(tmp_path / "d.png")) == [str(tmp_path / "d.png")]
+    assert output_paths(inputs[:1], out + os.sep) == [os.path.join(out, "x.png")]
+    with pytest.raises(ValueError, match="is a file; draw 2 inputs into a folder"):
+        output_paths(inputs, _touch(tmp_path / "file.png"))
+
+
+def test_output_names_mirror_folders_when_stems_collide_across_folders(tmp_path):
+    inputs = [
+        _touch(tmp_path / "a" / "x.jpg"),
+        _touch(tmp_path / "b" / "c" / "x.png"),
+        _touch(tmp_path / "b" / "y.jpg"),
+    ]
+    out = str(tmp_path / "out")
+    assert output_paths(inputs, out) == [
+        os.path.join(out, "a", "x.png"),
+        os.path.join(out, "b", "c", "x.png"),
+        os.path.join(out, "b", "y.png"),
+    ]
+
+
+def test_output_names_keep_the_extension_when_stems_collide_in_a_folder(tmp_path):
+    inputs = [_touch(tmp_path / "x.jpg"), _touch(tmp_path / "x.png"), _touch(tmp_path / "y.jpg")]
+    out = str(tmp_path / "out")
+    assert output_paths(inputs, out) == [
+        os.path.join(out, "x.jpg.png"),
+        os.path.join(out, "x.png.png"),
+        os.path.join(out, "y.png"),
+    ]
+    # "x.jpg" keeps its extension and "x.jpg.png" has its own stem: the same name.
+    with pytest.raises(ValueError, match=r"x\.jpg and .*x\.jpg\.png would both be drawn"):
+        output_paths([*inputs[:2], _touch(tmp_path / "x.jpg.png")], out)
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    image = _touch(tmp_path / "in" / "x.png")
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        output_paths([image], image)
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        output_paths([image], str(tmp_path / "in"))
+    # The same folder through a symbolic link and "..".
+    os.symlink(tmp_path / "in", tmp_path / "link")
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        output_paths([image], str(tmp_path / "link" / ".." / "link") + os.sep)
+    # A .jpg input drawn next to itself is x.png, not the input.
+    jpg = _touch(tmp_path / "j" / "x.jpg")
+    assert output_paths([jpg], str(tmp_path / "j")) == [str(tmp_path / "j" / "x.png")]
+
+
+def test_output_folder_equal_to_the_input_folder_stops_before_the_model(tmp_path, no_model):
+    image_path = _image(tmp_path / "x.png")
+    before = image_path.read_bytes()
+    with pytest.raises(SystemExit) as e:
+        _run("--input", str(tmp_path), "--output", str(tmp_path))
+    assert str(e.value).startswith("error:") and "x.png" in str(e.value)
+    assert "would overwrite the input" in str(e.value)
+    assert image_path.read_bytes() == before
+
+
+def test_colliding_names_are_each_drawn_from_their_own_input(tmp_path):
+    colors = {"a/x.jpg": (230, 20, 20), "b/x.png": (20, 230, 20), "b/x.jpg": (20, 20, 230)}
+    for name, color in colors.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.new("RGB", (64, 48), color).save(tmp_path / name)
+    out_dir = tmp_path / "out"
+    _run("--input", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(out_dir),
+         "--confidence-threshold", "1.0")  # fmt: skip
+    drawn = {"a/x.jpg": "a/x.png", "b/x.png": "b/x.png.png", "b/x.jpg": "b/x.jpg.png"}
+    assert sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.png")) == sorted(
+        drawn.values()
+    )
+    for name, out in drawn.items():
+        mean = np.asarray(Image.open(out_dir / out).convert("RGB")).reshape(-1, 3).mean(0)
+        assert np.abs(mean - colors[name]).max() < 5, (name, mean)
+
+
+# 16-bit images.
+
+
+def _gradient16(size=(40, 30)):
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    return (x * 65535 // (size[0] - 1)).astype(np.uint16) ^ (y * 37).astype(np.uint16)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16_bit_png_keeps_its_values(tmp_path, channels):
+    gray = _gradient16()
+    array = gray if channels == 1 else np.stack([gray, 65535 - gray, gray // 3], axis=-1)
+    path = str(tmp_path / "deep.png")
+    cv2.imwrite(path, array)  # BGR, uint16
+    assert cv2.imread(path, cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    image = load_image(path)
+    assert image.dtype == np.uint8 and image.shape == (30, 40, 3)
+    expected = (array >> 8).astype(np.uint8)
+    if channels == 1:
+        expected = np.repeat(expected[:, :, None], 3, axis=-1)
+    np.testing.assert_array_equal(image, expected)
+    assert image.min() == 0 and image.max() == 255
+
+
+def test_32_bit_integer_grayscale_is_read_as_16_bit(tmp_path):
+    gray = _gradient16().astype(np.int32)
+    path = str(tmp_path / "deep.tif")
+    Image.fromarray(gray).save(path)
+    assert Image.open(path).mode == "I"
+    expected = np.repeat((gray >> 8).astype(np.uint8)[:, :, None], 3, axis=-1)
+    np.testing.assert_array_equal(load_image(path), expected)
+
+
+def test_16_bit_png_follows_exif_orientation_as_read_image(tmp_path):
+    gray = _gradient16()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(gray).save(tmp_path / "deep.png", exif=exif)
+    Image.fromarray((gray >> 8).astype(np.uint8)).save(tmp_path / "shallow.png", exif=exif)
+    image = load_image(str(tmp_path / "deep.png"))
+    assert image.shape == (40, 30, 3)
+    np.testing.assert_array_equal(image, read_image(str(tmp_path / "shallow.png"), "BGR"))
+
+
+def test_16_bit_png_drawing_is_not_white(tmp_path):
+    # Smooth, as drawings resample a little; all white read as 16-bit would be 255.
+    gray = np.repeat(np.linspace(0, 65535, 200).astype(np.uint16)[None], 150, axis=0)
+    cv2.imwrite(str(tmp_path / "deep.png"), gray)
+    out_path = tmp_path / "out.png"
+    _run("--input", str(tmp_path / "deep.png"), "--output", str(out_path),
+         "--confidence-threshold", "1.0")  # fmt: skip
+    drawn = np.asarray(Image.open(out_path).convert("L")).astype(int)
+    assert np.abs(drawn - (gray >> 8)).mean() < 1.0
+
+
+# Videos.
+
+
+def _video(path, frames=3, size=(64, 48)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 40 + 60 * i, np.uint8))
+    writer.release()
+    return str(path)
+
+
+def _frames(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def test_video_into_a_missing_folder(tmp_path):
+    video = _video(tmp_path / "clip.mp4")
+    out_path = tmp_path / "new" / "sub" / "drawn.mp4"
+    _run("--video-input", video, "--output", str(out_path), "--confidence-threshold", "1.0")
+    frames = _frames(out_path)
+    assert len(frames) == 3 and frames[0].shape == (48, 64, 3)
+    # No detections: each frame is drawn as it was.
+    for frame, original in zip(frames, _frames(video)):
+        assert np.abs(frame.astype(int) - original).mean() < 3
+    # Into a folder: named after the video.
+    _run("--video-input", video, "--output", str(tmp_path / "d") + os.sep,
+         "--confidence-threshold", "1.0")  # fmt: skip
+    assert len(_frames(tmp_path / "d" / "clip.mp4")) == 3
+
+
+def test_not_a_video_stops_before_the_model(tmp_path, no_model):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video\n")
+    with pytest.raises(SystemExit) as e:
+        _run("--video-input", str(text), "--output", str(tmp_path / "out.mp4"))
+    assert str(e.value).startswith("error:") and "notes.txt" in str(e.value)
+    assert "no frame could be decoded" in str(e.value)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_video_writer_that_cannot_open_stops_before_the_model(tmp_path, no_model):
+    video = _video(tmp_path / "clip.mp4")
+    with pytest.raises(SystemExit) as e:
+        _run("--video-input", video, "--output", str(tmp_path / "drawn.unknown"))
+    assert str(e.value).startswith("error:") and "drawn.unknown" in str(e.value)
+    assert "cannot write the video" in str(e.value)
+
+
+def test_video_output_that_is_the_input_is_refused(tmp_path, no_model):
+    video = _video(tmp_path / "clip.mp4")
+    before = open(video, "rb").read()
+    with pytest.raises(SystemExit) as e:
+        _run("--video-input", video, "--output", str(tmp_path))
+    assert "would overwrite the input" in str(e.value)
+    assert open(video, "rb").read() == before
+
+
+# Windows need a display.
+
+
+def _opencv_gui(monkeypatch, gui):
+    monkeypatch.setattr(demo.cv2, "getBuildInformation", lambda: f"\n  GUI:   {gui}\n")
+
+
+def test_headless_opencv_asks_for_output_before_the_model(tmp_path, monkeypatch, no_model):
+    _opencv_gui(monkeypatch, "NONE")
+    monkeypatch.setenv("DISPLAY", ":0")
+    with pytest.raises(SystemExit) as e:
+        _run("--input", str(_image(tmp_path / "in.png")))
+    assert str(e.value).startswith("error:") and "--output" in str(e.value)
+    assert "without GUI support" in str(e.value)
+
+
+def test_no_display_asks_for_output_before_the_model(tmp_path, monkeypatch, no_model):
+    _opencv_gui(monkeypatch, "GTK3")
+    monkeypatch.setattr(demo.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SystemExit) as e:
+        _run("--video-input", _video(tmp_path / "clip.mp4"))
+    assert str(e.value).startswith("error:") and "--output" in str(e.value)
+    assert "DISPLAY" in str(e.value)
+
+
+def test_with_a_display_drawings_are_shown(tmp_path, monkeypatch):
+    _opencv_gui(monkeypatch, "GTK3")
+    monkeypatch.setattr(demo.sys, "platform", "linux")
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    shown = []
+    monkeypatch.setattr(demo.cv2, "imshow", lambda name, image: shown.append(image.shape))
+    monkeypatch.setattr(demo.cv2, "waitKey", lambda delay: -1)
+    _run("--input", str(_image(tmp_path / "in.png")), "--confidence-threshold", "1.0")
+    assert shown == [(150, 200, 3)]
+
+
+# Weights, config and command line.
+
+
+def test_empty_weights_stop_before_the_model(tmp_path, no_model):
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--config-file", CONFIG, "--input", str(_image(tmp_path / "in.png")),
+                   "--output", str(tmp_path / "out.png"), "--opts", *OPTS])  # fmt: skip
+    message = str(e.value)
+    assert message.startswith("error:") and "MODEL.WEIGHTS" in message
+    assert "--opts MODEL.WEIGHTS" in message and "--allow-random-weights" in message
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_missing_weights_file_stops_before_the_model(tmp_path, no_model):
+    with pytest.raises(SystemExit) as e:
+        _run("--input", str(_image(tmp_path / "in.png")), "--output", str(tmp_path / "o.png"),
+             "--opts", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"))  # fmt: skip
+    assert str(e.value).startswith("error: MODEL.WEIGHTS") and "nope.pth" in str(e.value)
+
+
+def test_weights_and_options_after_the_overrides(tmp_path, monkeypatch):
+    # A checkpoint with a recognisable value, given as `--opts MODEL.WEIGHTS w.pth`
+    # followed by more options, as in `make demo` with the options reordered.
+    model = build_model(load_config(CONFIG, OPTS))
+    state = model.state_dict()
+    state["roi_heads.box_predictor.cls_score.bias"].fill_(0.25)
+    torch.save({"model": state}, tmp_path / "w.pth")
+    loaded = []
+    original = demo.VisualizationPredictor.__call__
+
+    def record(self, image):
+        loaded.append(self.predictor.model.roi_heads.box_predictor.cls_score.bias.tolist())
+        return original(self, image)
+
+    monkeypatch.setattr(demo.VisualizationPredictor, "__call__", record)
+    demo.main(["--config-file", CONFIG, "--opts", *OPTS, "MODEL.WEIGHTS", str(tmp_path / "w.pth"),
+               "--input", str(_image(tmp_path / "in.png")), "--confidence-threshold", "1.0",
+               "--output", str(tmp_path / "out") + os.sep])  # fmt: skip
+    assert loaded == [[0.25] * 21]
+    assert os.listdir(tmp_path / "out") == ["in.png"]
+
+
+def test_config_is_read_with_safe_yaml(tmp_path, no_model):
+    config = tmp_path / "unsafe.yaml"
+    config.write_text(f"_BASE_: {CONFIG}\nOUTPUT_DIR: !!python/object/apply:os.getcwd []\n")
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--config-file", str(config), "--input", str(_image(tmp_path / "in.png")),
+                   "--output", str(tmp_path / "o.png"), "--allow-random-weights"])  # fmt: skip
+    assert str(e.value).startswith("error:") and "unsafe.yaml" in str(e.value)
+    assert "safe_load" in str(e.value)
