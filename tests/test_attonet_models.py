@@ -174,3 +174,26 @@ def test_freeze_at(freeze_at):
         has_frozen_bn = any(isinstance(m, FrozenBatchNorm2d) for m in part.modules())
         has_bn = any(isinstance(m, nn.BatchNorm2d) for m in part.modules())
         assert has_frozen_bn == frozen and has_bn != frozen, name
+
+
+def test_cpu_inference_runs_channels_last_with_the_same_outputs():
+    torch.manual_seed(0)
+    backbone = AttoNet("D", out_features=["stem", "res2", "res3", "res4", "res5"]).eval()
+    for module in backbone.modules():  # BN statistics away from the identity
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        outputs = backbone(x)
+        # The same layers applied in NCHW, as in training.
+        expected = {"stem": backbone.stem(x)}
+        features = expected["stem"]
+        for name, stage in backbone.stages.items():
+            features = expected[name] = stage(features)
+    for name, value in outputs.items():
+        assert value.is_contiguous(memory_format=torch.channels_last), name
+        assert not expected[name].is_contiguous(memory_format=torch.channels_last), name
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-5)
+    backbone.train()
+    assert not backbone(x)["res5"].is_contiguous(memory_format=torch.channels_last)

@@ -2,6 +2,7 @@
 
 from typing import Callable, Optional, Sequence, Union
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -190,6 +191,11 @@ class AttoNet(Backbone):
             ``(N, channels, ceil(H / 2**K), ceil(W / 2**K))``.
         """
         assert x.dim() == 4, f"AttoNet takes (N, C, H, W) inputs! Got {x.shape} instead!"
+        if not self.training and x.device.type == "cpu":
+            # oneDNN's CPU convolutions compute in NHWC: given NCHW, each conv reorders
+            # its input and output, which costs as much as a thin 1x1 conv itself. The
+            # outputs keep this layout (same values, other strides), as do the FPN's.
+            x = x.contiguous(memory_format=torch.channels_last)
         outputs = {}
         x = self.stem(x)
         if "stem" in self._out_features:
