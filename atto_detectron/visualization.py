@@ -11,6 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import convert_PIL_to_numpy
 from detectron2.engine import DefaultPredictor
+from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .checkpoint import AtomicCheckpointer
@@ -174,6 +175,7 @@ class VisualizationPredictor:
         names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
         self.metadata = MetadataCatalog.get(names[0] if len(names) else "__unused")
         self.instance_mode = instance_mode
+        self._video_visualizer = None
 
     def __call__(self, image_bgr: np.ndarray):
         """
@@ -190,6 +192,20 @@ class VisualizationPredictor:
             image_bgr[:, :, ::-1], self.metadata, instance_mode=self.instance_mode
         )
         drawn = visualizer.draw_instance_predictions(predictions=instances)
+        return predictions, drawn.get_image()
+
+    def video_frame(self, frame_bgr: np.ndarray):
+        """
+        As :meth:`__call__`, for the consecutive frames of one video: Detectron2's
+        VideoVisualizer matches each object to the previous frame's, so that it keeps
+        its colour from frame to frame.
+        """
+        if self._video_visualizer is None:
+            self._video_visualizer = VideoVisualizer(self.metadata, self.instance_mode)
+        predictions = self.predictor(frame_bgr)
+        drawn = self._video_visualizer.draw_instance_predictions(
+            frame_bgr[:, :, ::-1], predictions["instances"].to("cpu")
+        )
         return predictions, drawn.get_image()
 
     @staticmethod

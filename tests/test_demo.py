@@ -9,11 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
+from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.visualizer import ColorMode
 
 from atto_detectron.config import load_config
-from atto_detectron.visualization import load_image, output_paths
+from atto_detectron.visualization import VisualizationPredictor, load_image, output_paths
 
 from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
 
@@ -429,3 +432,28 @@ def test_config_is_read_with_safe_yaml(tmp_path, no_model):
                    "--output", str(tmp_path / "o.png"), "--allow-random-weights"])  # fmt: skip
     assert str(e.value).startswith("error:") and "unsafe.yaml" in str(e.value)
     assert "safe_load" in str(e.value)
+
+
+def _fixed_predictor(frame_shape):
+    """A VisualizationPredictor whose model finds the same two objects in every frame."""
+    height, width = frame_shape[:2]
+    instances = Instances((height, width))
+    instances.pred_boxes = Boxes(torch.tensor([[4.0, 4.0, 30.0, 30.0], [34.0, 10.0, 60.0, 40.0]]))
+    instances.scores = torch.tensor([0.9, 0.8])
+    instances.pred_classes = torch.tensor([2, 6])
+    drawer = object.__new__(VisualizationPredictor)
+    drawer.predictor = lambda image: {"instances": instances}
+    drawer.metadata = MetadataCatalog.get("voc_synth_val")
+    drawer.instance_mode = ColorMode.IMAGE
+    drawer._video_visualizer = None
+    return drawer
+
+
+def test_video_frames_keep_each_objects_colour():
+    frame = np.full((48, 64, 3), 128, np.uint8)
+    drawer = _fixed_predictor(frame.shape)
+    first, second = (drawer.video_frame(frame)[1] for _ in range(2))
+    assert np.array_equal(first, second) and not np.array_equal(first, frame[:, :, ::-1])
+    # Drawn one by one, as images, each drawing picks its colours afresh.
+    np.random.seed(0)
+    assert not np.array_equal(drawer(frame)[1], drawer(frame)[1])

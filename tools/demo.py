@@ -157,7 +157,7 @@ def run_video(demo, capture, frame, writer, name):
         with tqdm.tqdm(total=frames, disable=writer is None) as bar:
             ok = True
             while ok:
-                _, drawn = demo(frame)
+                _, drawn = demo.video_frame(frame)
                 if writer is not None:
                     writer.write(drawn[:, :, ::-1])
                 else:
