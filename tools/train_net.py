@@ -157,12 +157,9 @@ def main(args):
 
         trainer = AttoTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
-        trainer.train()
-        results = getattr(trainer, "_last_eval_results", None)
-        if results is None:  # TEST.EVAL_PERIOD is 0: evaluate once at the end
-            results = AttoTrainer.test(cfg, trainer.model)
-        report(cfg, results, trainer.iter)
-        return results
+        trainer.train()  # evaluates after the last iteration, whatever TEST.EVAL_PERIOD
+        report(cfg, trainer.eval_results, trainer.iter)
+        return trainer.eval_results
 
 
 def get_parser():

@@ -9,7 +9,7 @@ import torch
 
 from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
 from detectron2.engine.defaults import create_ddp_model
-from detectron2.engine.hooks import PeriodicWriter
+from detectron2.engine.hooks import EvalHook, PeriodicWriter
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -110,7 +110,8 @@ class AttoTrainer(DefaultTrainer):
     * :class:`StopOnDivergence` guards every step, and Detectron2's own divergence
       errors (non-finite loss, RPN boxes) become :class:`TrainingDiverged`, which names
       the last healthy checkpoint;
-    * short runs write metrics more often than every 20 iterations.
+    * short runs write metrics more often than every 20 iterations, and the last
+      evaluation's results are kept in :attr:`eval_results`.
 
     Evaluation is Detectron2's COCOEvaluator (box AP, and mask AP for Mask R-CNN).
     """
@@ -141,6 +142,7 @@ class AttoTrainer(DefaultTrainer):
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
+        self.eval_results = None  # the last evaluation's, see build_hooks
         self.register_hooks(self.build_hooks())
 
     @classmethod
@@ -154,14 +156,29 @@ class AttoTrainer(DefaultTrainer):
             return super().build_train_loader(cfg)
         return build_resumable_train_loader(cfg, training_seed(cfg))
 
+    def build_writers(self):
+        self._writers = super().build_writers()
+        return self._writers
+
     def build_hooks(self):
-        hooks = super().build_hooks()
-        # Detectron2 writes metrics every 20 iterations; short runs (CPU, tests) log more
-        # often so that their loss curve is visible.
-        for hook in hooks:
-            if isinstance(hook, PeriodicWriter):
-                hook._period = min(20, max(1, self.max_iter // 10))
+        """
+        DefaultTrainer's hooks, with two of them made anew from public constructors:
+        the evaluation keeps its results in :attr:`eval_results`, and short runs (CPU,
+        tests) write metrics more often than Detectron2's every 20 iterations.
+        """
+        period = min(20, max(1, self.max_iter // 10))
+        hooks = []
+        for hook in super().build_hooks():
+            if isinstance(hook, EvalHook):
+                hook = EvalHook(self.cfg.TEST.EVAL_PERIOD, self._test_and_keep_results)
+            elif isinstance(hook, PeriodicWriter):
+                hook = PeriodicWriter(self._writers, period=period)
+            hooks.append(hook)
         return hooks
+
+    def _test_and_keep_results(self):
+        self.eval_results = self.test(self.cfg, self.model)
+        return self.eval_results
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
