@@ -341,3 +341,50 @@ def plot_report(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+BENCHMARKS_DOC = os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md")
+BENCHMARKS_DOC_INTRO = """# Benchmarks
+
+Measured tables of the benchmark scripts in `benchmarks/` (see the README's
+"Benchmarks" section for what they measure and how). Each section between a
+`<!-- NAME:begin -->` and a `<!-- NAME:end -->` comment is written by the script that
+measures it, from its JSON: rerun the script (or regenerate from the JSON) rather than
+editing it by hand. Text outside the markers is kept.
+"""
+
+
+def replace_doc_section(text: str, name: str, content: str) -> str:
+    """
+    ``text`` with what lies between ``<!-- name:begin -->`` and ``<!-- name:end -->``
+    replaced by ``content`` (the section appended at the end when the markers are
+    absent); everything outside the markers is kept as it is.
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    counts = (text.count(begin), text.count(end))
+    section = f"{begin}\n{content.strip()}\n{end}"
+    if counts == (0, 0):
+        return text.rstrip("\n") + ("\n\n" if text.strip() else "") + section + "\n"
+    start, stop = text.find(begin), text.find(end)
+    if counts != (1, 1) or stop < start:
+        raise ValueError(
+            f"expected one {begin!r} before one {end!r}, found {counts[0]} and {counts[1]}"
+            + (" in the wrong order" if counts == (1, 1) else "")
+        )
+    return text[:start] + section + text[stop + len(end) :]
+
+
+def write_doc_section(name: str, content: str, path: str = BENCHMARKS_DOC) -> str:
+    """
+    Writes ``content`` as the section ``name`` of the Markdown file ``path`` (see
+    :func:`replace_doc_section`), creating the file with :data:`BENCHMARKS_DOC_INTRO`
+    if it does not exist. Returns ``path``.
+    """
+    text = BENCHMARKS_DOC_INTRO
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(replace_doc_section(text, name, content))
+    return path

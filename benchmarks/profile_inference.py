@@ -7,8 +7,8 @@ backbone, and per operator (torch.profiler), at the benchmark's fixed workload.
     python benchmarks/profile_inference.py --models AttoNet-A R50-FPN --sizes 800
     python benchmarks/profile_inference.py --engines pytorch pytorch-fused-cl --sizes 800
 
-Part times come from forward hooks (children of a part are subtracted from it); they
-are medians over --repeats runs, interleaved across models and engines as in
+Part times come from forward hooks (each moment goes to the innermost part running);
+they are medians over --repeats runs, interleaved across models and engines as in
 bench_inference.py. Writes profile.json to --output-dir.
 """
 
@@ -17,13 +17,13 @@ import logging
 import os
 import statistics
 import sys
-import time
 import warnings
 from collections import OrderedDict, defaultdict
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from atto_detectron.analysis.roofline import PartTimer
 from atto_detectron.deploy import image_tensor, synthetic_image
 from atto_detectron.deploy.benchmark import build_benchmark_model, make_predictor
 
@@ -36,27 +36,25 @@ from common import (
     write_json,
 )
 
-# Part -> module (attribute path in a GeneralizedRCNN) whose forward it times.
-PART_MODULES = OrderedDict(
+# Part -> modules (names in a GeneralizedRCNN) whose forward it times. Each moment goes
+# to the innermost part running (atto_detectron.analysis.roofline.PartTimer): the
+# backbone's bottom-up network is "backbone", the rest of the backbone "FPN", the ROI
+# heads outside their poolers, heads and predictor "box NMS + glue".
+PROFILE_PARTS = OrderedDict(
     [
-        ("backbone", "backbone.bottom_up"),
-        ("FPN", "backbone"),
-        ("RPN", "proposal_generator"),
-        ("box ROIAlign", "roi_heads.box_pooler"),
-        ("box head", "roi_heads.box_head"),
-        ("box predictor", "roi_heads.box_predictor"),
-        ("mask ROIAlign", "roi_heads.mask_pooler"),
-        ("mask head", "roi_heads.mask_head"),
-        ("ROI heads", "roi_heads"),
+        ("backbone", ["backbone.bottom_up"]),
+        ("FPN", ["backbone"]),
+        ("RPN", ["proposal_generator"]),
+        ("box ROIAlign", ["roi_heads.box_pooler"]),
+        ("box head", ["roi_heads.box_head"]),
+        ("box predictor", ["roi_heads.box_predictor"]),
+        ("mask ROIAlign", ["roi_heads.mask_pooler"]),
+        ("mask head", ["roi_heads.mask_head"]),
+        ("box NMS + glue", ["roi_heads"]),
     ]
 )
-# Parts whose hook time includes other parts.
-NESTED = {
-    "FPN": ["backbone"],
-    "ROI heads": ["box ROIAlign", "box head", "box predictor", "mask ROIAlign", "mask head"],
-}
-# What each part's remainder is, once nested parts are subtracted.
-LABELS = {"ROI heads": "box NMS + glue", "FPN": "FPN"}
+# Everything outside those modules.
+REST = "post-processing (paste masks) + preprocessing"
 PYTORCH_ENGINES = ("pytorch", "pytorch-fused", "pytorch-fused-cl")
 
 
@@ -76,69 +74,48 @@ def get_parser():
     return parser
 
 
-def _module(model, path):
-    for name in path.split("."):
-        model = getattr(model, name)
-    return model
-
-
-class PartTimer:
+class ProfileTimer:
     """
-    Forward hooks that add up the time of each part of a GeneralizedRCNN: wall time, or
-    the process's CPU time (``clock="cpu"``; with one thread, the time the part computed,
-    whatever else the machine runs).
+    The time of each part of a GeneralizedRCNN (:data:`PROFILE_PARTS`, see
+    :class:`~atto_detectron.analysis.roofline.PartTimer`: wall time, or the process's
+    CPU time with ``clock="cpu"``; with one thread, the time the part computed,
+    whatever else the machine runs) and, inside the backbone, per layer role.
     """
 
     def __init__(self, model, clock: str = "wall"):
-        self.clock = time.perf_counter if clock == "wall" else time.process_time
-        self.seconds = defaultdict(float)
+        self.parts = PartTimer(model, PROFILE_PARTS, REST, clock)
+        self.clock = self.parts.clock
         self.layer_seconds = defaultdict(float)
         self._start = {}
-        for part, path in PART_MODULES.items():
-            self._hook(_module(model, path), part, self.seconds)
         # Inside the backbone, by layer role: convs by their name in the block
         # ("conv compression", "conv shortcut", ...; ResNet: "conv conv1".."conv conv3")
         # and norms that are modules of their own (AttoNet's pre-activation BN).
         for name, module in model.backbone.bottom_up.named_modules():
             role = name.rsplit(".", 1)[-1]
             if isinstance(module, torch.nn.Conv2d):
-                self._hook(module, f"conv {role}", self.layer_seconds)
+                self._hook(module, f"conv {role}")
             elif role.endswith("norm") and not name.endswith(".norm"):
-                self._hook(module, role, self.layer_seconds)
+                self._hook(module, role)
 
-    def _hook(self, module, key, totals):
+    def _hook(self, module, key):
         def pre(module, inputs):
             self._start[(key, id(module))] = self.clock()
 
         def post(module, inputs, outputs):
-            totals[key] += self.clock() - self._start[(key, id(module))]
+            self.layer_seconds[key] += self.clock() - self._start[(key, id(module))]
 
         module.register_forward_pre_hook(pre)
         module.register_forward_hook(post)
 
-    def backbone_layers(self) -> "OrderedDict[str, float]":
-        """Time per layer role in the backbone in the last run, and the rest of it."""
+    def run(self, predict, image):
+        """Seconds per part of one ``predict(image)`` and per layer role in the backbone."""
+        self.layer_seconds.clear()
+        parts = self.parts.run(predict, image)
         layers = OrderedDict(sorted(self.layer_seconds.items()))
-        layers["rest (activations, additions, pooling)"] = self.seconds["backbone"] - sum(
+        layers["rest (activations, additions, pooling)"] = parts["backbone"] - sum(
             self.layer_seconds.values()
         )
-        return layers
-
-    def run(self, predict, image):
-        self.seconds.clear()
-        self.layer_seconds.clear()
-        start = self.clock()
-        predict(image)
-        total = self.clock() - start
-        parts = OrderedDict()
-        for part in PART_MODULES:
-            exclusive = self.seconds[part] - sum(self.seconds[p] for p in NESTED.get(part, []))
-            parts[LABELS.get(part, part)] = exclusive
-        parts["post-processing (paste masks) + preprocessing"] = total - sum(
-            self.seconds[p] for p in ("FPN", "RPN", "ROI heads")
-        )
-        parts["total"] = total
-        return parts, self.backbone_layers()
+        return parts, layers
 
 
 def _medians(samples):
@@ -161,7 +138,7 @@ def main(argv=None):
         for engine in args.engines:
             image = image_tensor(synthetic_image(*image_size(args.sizes[0], args.aspect)))
             predict = make_predictor(model, engine, image)
-            runs[(name, engine)] = (predict, PartTimer(predict.model, args.clock))
+            runs[(name, engine)] = (predict, ProfileTimer(predict.model, args.clock))
 
     report = {
         "machine": machine_info(args.threads, args.allocator),
