@@ -1,13 +1,45 @@
 #!/usr/bin/env python
 """atto-detectron: AttoNets (Wong et al.) as Detectron2 backbones, and Atto-MaskRCNN.
 
-Detectron2 itself is deliberately not in ``install_requires``: pip cannot build it from
-the registry, and people who already have their own Detectron2 build must be able to
-install this plugin on top of it. ``make test`` / ``make demo`` install the locked stack
-(``requirements/lock.txt``, which pins the compiled ``sal-detectron2`` wheel).
+Detectron2 is deliberately not in ``install_requires``: pip cannot build it from the
+registry, and people who already have their own Detectron2 build must be able to
+install this plugin on top of it. Neither is OpenCV: Detectron2 environments bring
+``opencv-python`` or ``opencv-python-headless``, and requiring one of them would install
+a second ``cv2`` next to the other; only the synthetic-data generators need it.
+``make test`` / ``make demo`` install the locked stack (``requirements/lock.txt``, which
+pins the compiled ``sal-detectron2`` wheel and ``opencv-python-headless``).
 """
 
+import os
+import shutil
+
 from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_model_zoo_configs():
+    """
+    The package data of ``atto_detectron.model_zoo``: the repository's top-level
+    ``configs/`` folder, which the package gets as ``atto_detectron/model_zoo/configs``,
+    as in Detectron2's setup.py: a link to ``configs/`` made at build time (a copy where
+    links fail), ignored by git. An editable install reads ``configs/`` through it.
+    """
+    source = os.path.join(ROOT, "configs")
+    destination = os.path.join(ROOT, "atto_detectron", "model_zoo", "configs")
+    # Without configs/ (e.g. building from a tree that holds only the package), keep
+    # what the package already has.
+    if os.path.isdir(source):
+        if os.path.islink(destination):
+            os.unlink(destination)
+        elif os.path.isdir(destination):
+            shutil.rmtree(destination)
+        try:
+            os.symlink(os.path.relpath(source, os.path.dirname(destination)), destination)
+        except OSError:
+            shutil.copytree(source, destination)
+    return ["configs/**/*.yaml", "configs/**/*.py"]
+
 
 setup(
     name="atto-detectron",
@@ -16,12 +48,12 @@ setup(
     long_description=__doc__,
     python_requires=">=3.8",
     packages=find_packages(include=["atto_detectron", "atto_detectron.*"]),
+    package_data={"atto_detectron.model_zoo": get_model_zoo_configs()},
     install_requires=[
         "torch>=1.10",
         "torchvision",
         "fvcore",
         "pycocotools>=2.0.2",
-        "opencv-python-headless",
         "tqdm",
         "matplotlib",
         "PyYAML",

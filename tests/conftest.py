@@ -45,7 +45,7 @@ def synthetic_voc(tmp_path_factory):
     images), registered through the VOC loader as ``synth_test_train`` /
     ``synth_test_val``. Returns its VOC2012 folder; tests must not modify it.
     """
-    from atto_detectron.data import write_synthetic_voc
+    from atto_detectron.synthetic import write_synthetic_voc
 
     out = tmp_path_factory.mktemp("voc_synth")
     voc_root = write_synthetic_voc(

@@ -20,9 +20,8 @@ from atto_detectron.classification import (
     build_classification_data,
     check_imagefolder_root,
     evaluate_classifier,
-    make_synthetic_imagefolder,
-    synthetic_class_names,
 )
+from atto_detectron.synthetic import make_synthetic_imagefolder, synthetic_class_names
 
 from .conftest import REPO_ROOT
 

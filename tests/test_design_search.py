@@ -12,11 +12,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
 from atto_detectron import add_attonet_config, build_attonet_classifier, load_attonet_spec
-from atto_detectron.classification import (
-    build_classification_data,
-    evaluate_classifier,
-    make_synthetic_imagefolder,
-)
+from atto_detectron.classification import build_classification_data, evaluate_classifier
 from atto_detectron.design import (
     STATE_FILE,
     CellGenerator,
@@ -33,6 +29,7 @@ from atto_detectron.design import (
     load_state,
     ranking_key,
 )
+from atto_detectron.synthetic import make_synthetic_imagefolder
 
 from .conftest import CONFIGS, REPO_ROOT
 

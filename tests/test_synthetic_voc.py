@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atto_detectron.data import SYNTHETIC_CLASSES, VOC_CLASS_NAMES, render_sample, voc_palette
-from atto_detectron.data.synthetic_voc import write_sbd_sample
+from atto_detectron.data import VOC_CLASS_NAMES, voc_palette
+from atto_detectron.synthetic import SYNTHETIC_CLASSES, render_sample
+from atto_detectron.synthetic.voc import write_sbd_sample
 
 from .conftest import REPO_ROOT, SYNTH_SIZES
 

@@ -25,13 +25,11 @@ from atto_detectron.data import (
     VOCDataError,
     load_voc_instances,
     register_voc_instances,
-    render_sample,
     voc_palette,
     voc_split_names,
-    write_synthetic_sbd,
-    write_synthetic_voc,
 )
 from atto_detectron.data import voc_instances as voc_instances_module
+from atto_detectron.synthetic import render_sample, write_synthetic_sbd, write_synthetic_voc
 
 from .conftest import REPO_ROOT, SYNTH_DATASETS, SYNTH_LONG_SIDE, SYNTH_SEED, SYNTH_SIZES
 

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from atto_detectron.classification.synthetic import (
+from atto_detectron.synthetic import (
     MAX_SYNTHETIC_CLASSES,
     make_synthetic_imagefolder,
 )

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from atto_detectron.data.synthetic_voc import SYNTHETIC_CLASSES, write_synthetic_voc
+from atto_detectron.synthetic import SYNTHETIC_CLASSES, write_synthetic_voc
 
 
 def get_parser():

@@ -13,12 +13,6 @@ from .data import (
     read_rgb_image,
 )
 from .results import classifier_results, format_classifier_results, write_classifier_results
-from .synthetic import (
-    MAX_SYNTHETIC_CLASSES,
-    make_synthetic_imagefolder,
-    render_synthetic_image,
-    synthetic_class_names,
-)
 from .trainer import (
     ClassificationLoss,
     ClassifierTrainConfig,

@@ -1,19 +1,13 @@
 """
-Pascal VOC 2012 instance segmentation (VOCdevkit layout, optionally with SBD), and a
-generated stand-in in the same layout. Importing this package registers
-``voc_2012_seg_{train,val,train_aug}`` and ``voc_synth_{train,val}``
-(see :mod:`atto_detectron.data.builtin`).
+Pascal VOC 2012 instance segmentation (VOCdevkit layout, optionally with SBD). Importing
+this package registers ``voc_2012_seg_{train,val,train_aug}`` and, for the generated
+stand-in (:mod:`atto_detectron.synthetic`), ``voc_synth_{train,val}`` (see
+:mod:`atto_detectron.data.builtin`).
 """
 
 from . import builtin  # noqa: F401  (registers the predefined datasets)
 from .builtin import register_all_voc_instances
 from .coco_json import cached_coco_json
-from .synthetic_voc import (
-    SYNTHETIC_CLASSES,
-    render_sample,
-    write_synthetic_sbd,
-    write_synthetic_voc,
-)
 from .voc_instances import (
     VOCDataError,
     VOCInstancesMetadata,

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .voc_meta import VOC_CLASS_NAMES, VOC_VOID, voc_palette
+from ..data.voc_meta import VOC_CLASS_NAMES, VOC_VOID, voc_palette
 
 __all__ = [
     "SYNTHETIC_CLASSES",
