@@ -8,7 +8,7 @@ import torch
 
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from detectron2.structures import BitMasks, Boxes, Instances
@@ -18,7 +18,7 @@ import atto_detectron
 from atto_detectron import AttoNet, add_attonet_config
 from atto_detectron.config import load_config
 
-from .conftest import CONFIGS
+from .conftest import CONFIGS, REPO_ROOT
 
 
 def test_import_registers_both_builders():
@@ -183,14 +183,25 @@ def _train_step_and_infer(cfg):
     return model
 
 
-def test_backbone_swap_in_detectron2_model_zoo_config():
-    cfg = get_cfg()
-    add_attonet_config(cfg)
-    cfg.merge_from_file(
-        model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml")
-    )
-    cfg.MODEL.BACKBONE.NAME = "build_attonet_fpn_backbone"
-    cfg.MODEL.DEVICE = "cpu"
+def _readme_block(name):
+    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme.split(f"<!-- {name}:begin -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_backbone_swap_builds_a_trainable_attonet_fpn_model():
+    namespace = {}
+    exec(_readme_block("backbone-swap"), namespace)
+    cfg, model = namespace["cfg"], namespace["model"]
+    assert isinstance(model.backbone.bottom_up, AttoNet)
+    assert model.backbone.bottom_up.spec.name == "AttoNet-A"
+    # Nothing of the ResNet-50 start point is left: no weights to load, the statistics
+    # of Detectron2's torchvision-style inputs, every layer trained with batch statistics.
+    assert cfg.MODEL.WEIGHTS == ""
+    assert model.pixel_std.flatten().tolist() == pytest.approx([57.375, 57.120, 58.395])
+    assert all(p.requires_grad for p in model.backbone.bottom_up.parameters())
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.bottom_up.modules())
     model = _train_step_and_infer(cfg)
     assert isinstance(model.backbone.bottom_up, AttoNet)
 
