@@ -28,12 +28,14 @@ from atto_detectron.analysis.detection import detection_complexity
 from atto_detectron.config import load_config
 from atto_detectron.deploy import image_tensor, synthetic_image
 from atto_detectron.deploy.benchmark import (
+    BENCHMARK_CALIBRATION_IMAGES,
     ENGINES,
     build_benchmark_model,
     make_predictor,
     measure_peak_memory,
     time_interleaved,
 )
+from atto_detectron.deploy.quantize import calibration_images
 
 from common import (
     MODELS,
@@ -53,7 +55,7 @@ from common import (
 MEMORY_KEY = "inference_mb"
 
 DEFAULT_SIZES = (320, 480, 640, 800)
-DEFAULT_ENGINES = ("pytorch", "pytorch-fused", "pytorch-fused-cl", "torchscript", "onnxruntime")
+DEFAULT_ENGINES = ENGINES
 QUICK = {
     "sizes": [320],
     "repeats": 2,
@@ -70,7 +72,10 @@ def get_parser():
     parser.add_argument(
         "--engines", nargs="+", default=list(DEFAULT_ENGINES), choices=ENGINES,
         help="how the models run: PyTorch eager as built, with BN fused, fused + "
-        "channels-last, traced TorchScript, ONNX in onnxruntime (default: all)",
+        "channels-last, traced TorchScript, ONNX in onnxruntime or OpenVINO, and that "
+        "ONNX model quantized to INT8 for onnxruntime or (NNCF) OpenVINO, calibrated on "
+        f"{BENCHMARK_CALIBRATION_IMAGES} training images of the config, or synthetic "
+        "images where its dataset is absent (default: all)",
     )  # fmt: skip
     parser.add_argument(
         "--memory-engines", nargs="+", default=["pytorch", "pytorch-fused-cl"],
@@ -116,24 +121,49 @@ def engine_key(engine: str, device: str) -> str:
     return engine if device == "cpu" else f"{engine}@{device}"
 
 
+def int8_calibration(cfg, logger):
+    """
+    (images, description) for the INT8 engines: the config's training images, or None
+    (make_predictor's synthetic images) where its dataset is not on this machine.
+    """
+    try:
+        images = calibration_images(cfg, BENCHMARK_CALIBRATION_IMAGES)
+    except ValueError as e:
+        logger.warning(f"INT8 engines calibrate on synthetic images: {e}")
+        return None, (
+            f"{BENCHMARK_CALIBRATION_IMAGES} synthetic noise images at the largest size: "
+            f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} is not available here"
+        )
+    return images, f"{len(images)} images of DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)}"
+
+
 def measure_latency(args, logger):
     """Builds every (model, engine, device) and times them size by size, interleaved."""
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     sizes = [image_size(s, args.aspect) for s in args.sizes]
     images = {s: image_tensor(synthetic_image(*size)) for s, size in zip(args.sizes, sizes)}
-    predictors, params = {}, {}
+    predictors, params, calibration = {}, {}, {}
     for name in args.models:
         for device in devices:
             engines = [e for e in args.engines if device == "cpu" or e.startswith("pytorch")]
             if not engines:
                 continue
-            _, model = build_benchmark_model(MODELS[name], args.opts, device=device)
+            cfg, model = build_benchmark_model(MODELS[name], args.opts, device=device)
             params[name] = count_parameters(model)
             sample = images[args.sizes[-1]].to(device)
+            calibration_inputs = None
+            if any(e.endswith("-int8") for e in engines):
+                calibration_inputs, calibration[name] = int8_calibration(cfg, logger)
             for engine in engines:
                 logger.info(f"preparing {name} / {engine_key(engine, device)}")
                 predictors[(name, engine_key(engine, device))] = (
-                    make_predictor(model, engine, sample),
+                    make_predictor(
+                        model,
+                        engine,
+                        sample,
+                        calibration=calibration_inputs,
+                        calibration_source=calibration.get(name, ""),
+                    ),
                     device,
                 )
     timings = {}
@@ -144,11 +174,11 @@ def measure_latency(args, logger):
             for key, (predict, device) in predictors.items()
         }
         timings[short] = time_interleaved(functions, warmup=args.warmup, repeats=args.repeats)
-    return timings, params, dict(zip(args.sizes, sizes))
+    return timings, params, dict(zip(args.sizes, sizes)), calibration
 
 
 def collect(args, logger):
-    timings, params, sizes = measure_latency(args, logger)
+    timings, params, sizes, calibration = measure_latency(args, logger)
     results = {}
     for name in args.models:
         results[name] = {
@@ -156,6 +186,8 @@ def collect(args, logger):
             "params": params[name],
             "sizes": {},
         }
+        if name in calibration:
+            results[name]["int8_calibration"] = calibration[name]
         for short in args.sizes:
             entry = {"image_size": sizes[short], **timing_entry(timings[short], name)}
             results[name]["sizes"][str(short)] = entry

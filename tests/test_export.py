@@ -46,8 +46,8 @@ def images():
     return [image_tensor(synthetic_image(128, 171)), image_tensor(synthetic_image(100, 150, 1))]
 
 
-def _check(model, exported_dir, images, backbone_only):
-    exported = ExportedModel(exported_dir)
+def _check(model, exported_dir, images, backbone_only, engine=None):
+    exported = ExportedModel(exported_dir, engine=engine)
     for image in images:
         reference = reference_outputs(model, image, backbone_only)
         inputs = backbone_input(model, image) if backbone_only else image
@@ -61,17 +61,50 @@ def _check(model, exported_dir, images, backbone_only):
 def test_backbone_onnx_export_matches_pytorch(model, images, tmp_path):
     # (TorchScript: test_export_model_cli, whose own check runs the same comparison.)
     export_model(model, images[0], str(tmp_path), "onnx", backbone_only=True)
-    exported = _check(model, str(tmp_path), images, backbone_only=True)
-    assert exported.info["output_names"] == ["p2", "p3", "p4", "p5", "p6"]
+    for engine in ("onnxruntime", "openvino"):
+        exported = _check(model, str(tmp_path), images, backbone_only=True, engine=engine)
+        assert exported.engine == engine
+        assert exported.info["output_names"] == ["p2", "p3", "p4", "p5", "p6"]
 
 
 @pytest.mark.parametrize(
-    "export_format, method",
-    [("torchscript", "tracing"), ("torchscript", "scripting"), ("onnx", "tracing")],
+    "export_format, method, engine",
+    [
+        ("torchscript", "tracing", None),
+        ("torchscript", "scripting", None),
+        ("onnx", "tracing", "onnxruntime"),
+        ("onnx", "tracing", "openvino"),
+    ],
 )
-def test_mask_rcnn_export_matches_pytorch(model, images, tmp_path, export_format, method):
+def test_mask_rcnn_export_matches_pytorch(model, images, tmp_path, export_format, method, engine):
+    # OpenVINO runs the whole detector from the same model.onnx: ROIAlign, NMS, TopK and
+    # the data-dependent shapes of post-processing included.
     export_model(model, images[0], str(tmp_path), export_format, method)
-    _check(model, str(tmp_path), images, backbone_only=False)
+    _check(model, str(tmp_path), images, backbone_only=False, engine=engine)
+
+
+def test_onnx_export_without_detections_runs_in_every_engine(images, tmp_path):
+    # No box left after the score threshold: both NMS see no boxes. The traced graph has
+    # no If around NMS (OpenVINO made up one detection of garbage from that If).
+    torch.manual_seed(0)
+    opts = SMALL + ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "1.0"]
+    empty = prepare_for_export(build_model(load_config(D_CONFIG, opts, device="cpu")))
+    export_model(empty, images[0], str(tmp_path), "onnx")
+    import onnx
+
+    assert "If" not in {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
+    reference = reference_outputs(empty, images[0])
+    assert len(reference) == 0
+    for engine in ("onnxruntime", "openvino"):
+        instances = ExportedModel(str(tmp_path), engine=engine)(images[0])
+        assert outputs_match(compare_outputs(reference, instances)), engine
+        assert instances.pred_masks.shape == (0, 1, 28, 28)
+
+
+def test_exported_model_rejects_an_engine_of_another_format(model, images, tmp_path):
+    export_model(model, images[0], str(tmp_path), "torchscript", backbone_only=True)
+    with pytest.raises(ValueError, match="runs with torchscript"):
+        ExportedModel(str(tmp_path), engine="openvino")
 
 
 def test_compare_outputs_reports_a_wrong_export(model, images):

@@ -1,20 +1,36 @@
-"""Inference and deployment: BN fusion, export to TorchScript and ONNX, CPU allocator."""
+"""
+Inference and deployment: BN fusion, export to TorchScript and ONNX (run by torch.jit,
+onnxruntime or OpenVINO), INT8 post-training quantization, CPU allocator.
+"""
 
 from .allocator import ALLOCATORS, keep_freed_memory, use_allocator
 from .export import (
     DEFAULT_ONNX_OPSET,
     EXPORT_FORMATS,
     EXPORT_METHODS,
+    FORMAT_ENGINES,
     EmptyBatchGroupNorm,
     ExportedModel,
     backbone_input,
     export_model,
     compare_outputs,
+    openvino_config,
     outputs_match,
     prepare_for_export,
     reference_outputs,
 )
 from .fusion import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
 from .inputs import detector_inputs, image_tensor, synthetic_image
+from .quantize import (
+    INT8_ENGINES,
+    calibration_images,
+    export_engines,
+    int8_agreement,
+    int8_dir,
+    quantization_placement,
+    quantize_export,
+    quantize_onnxruntime,
+    quantize_openvino,
+)
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -36,6 +36,7 @@ from ..config import load_config
 from .export import ExportedModel, export_model, prepare_for_export
 from .fusion import fuse_bn
 from .inputs import detector_inputs, image_tensor, synthetic_image
+from .quantize import int8_dir, quantize_export
 
 __all__ = [
     "ENGINES",
@@ -55,14 +56,21 @@ __all__ = [
 
 # How a model runs: PyTorch eager as built; with BN folded into the convs; also with
 # channels-last tensors (NHWC, the layout oneDNN's CPU convolutions prefer); traced to
-# TorchScript; exported to ONNX and run by onnxruntime (both from the fused model).
+# TorchScript; exported to ONNX and run by onnxruntime or by OpenVINO's CPU plugin (all
+# from the fused model); that ONNX model quantized to INT8 (post-training, static; see
+# atto_detectron.deploy.quantize) for onnxruntime and, by NNCF, for OpenVINO.
 ENGINES = (
     "pytorch",
     "pytorch-fused",
     "pytorch-fused-cl",
     "torchscript",
     "onnxruntime",
+    "openvino",
+    "onnxruntime-int8",
+    "openvino-int8",
 )
+# Calibration images of the INT8 engines when make_predictor is given none.
+BENCHMARK_CALIBRATION_IMAGES = 4
 
 
 def equalize_workload(model: nn.Module) -> nn.Module:
@@ -129,7 +137,12 @@ class Predictor:
 
 
 def make_predictor(
-    model: nn.Module, engine: str, sample_image: torch.Tensor, work_dir: Optional[str] = None
+    model: nn.Module,
+    engine: str,
+    sample_image: torch.Tensor,
+    work_dir: Optional[str] = None,
+    calibration: Optional[Sequence[torch.Tensor]] = None,
+    calibration_source: str = "",
 ) -> Predictor:
     """
     A :class:`Predictor` that runs ``model`` through ``engine`` (one of :data:`ENGINES`).
@@ -141,6 +154,12 @@ def make_predictor(
         sample_image: the image the exported engines trace with (any size works after).
         work_dir: where the exported engines write their files (default: a new
             temporary folder).
+        calibration: ``(3, H, W)`` images that calibrate the INT8 engines (e.g.
+            :func:`~atto_detectron.deploy.quantize.calibration_images` of the config);
+            default: :data:`BENCHMARK_CALIBRATION_IMAGES` synthetic images of the sample
+            image's size (seeds 1, 2, ...).
+        calibration_source: what ``calibration`` is, for the INT8 model's
+            ``export_info.json``.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -154,9 +173,23 @@ def make_predictor(
     if model.device.type != "cpu":
         raise ValueError(f"{engine}: exported engines are measured on CPU only")
     work_dir = work_dir or tempfile.mkdtemp(prefix="atto_bench_")
-    export_format = "onnx" if engine == "onnxruntime" else "torchscript"
+    export_format = "torchscript" if engine == "torchscript" else "onnx"
     export_model(prepare_for_export(model), sample_image, work_dir, export_format)
-    return Predictor(engine, exported=ExportedModel(work_dir, allow_spinning=False))
+    if not engine.endswith("-int8"):
+        exported = ExportedModel(work_dir, allow_spinning=False, engine=engine)
+        return Predictor(engine, exported=exported)
+
+    if calibration is None:
+        height, width = sample_image.shape[-2:]
+        calibration = [
+            image_tensor(synthetic_image(height, width, seed=seed))
+            for seed in range(1, 1 + BENCHMARK_CALIBRATION_IMAGES)
+        ]
+        calibration_source = f"{len(calibration)} synthetic {height}x{width} noise images"
+    described = calibration_source or f"{len(calibration)} images"
+    quantize_export(work_dir, calibration, [engine], calibration=described)
+    exported = ExportedModel(int8_dir(work_dir, engine), allow_spinning=False)
+    return Predictor(engine, exported=exported)
 
 
 def synthetic_training_batch(

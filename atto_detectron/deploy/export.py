@@ -18,8 +18,14 @@ Two things can be exported from a ``GeneralizedRCNN``:
 Tracing (``TracingAdapter`` + ``torch.jit.trace``) gives TorchScript or ONNX graphs that
 accept other input sizes than the sample's; scripting (``scripting_with_instances``) gives
 TorchScript only.
+
+:class:`ExportedModel` runs an export folder with the engines of its format
+(:data:`FORMAT_ENGINES`): TorchScript with torch.jit; ONNX with onnxruntime or with
+OpenVINO's CPU plugin, which reads the same ``model.onnx``; and the OpenVINO IR
+(``model.xml``) that :mod:`.quantize` writes for NNCF's INT8 model, with OpenVINO.
 """
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -28,6 +34,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import Tensor, nn
 
 from detectron2.config.instantiate import dump_dataclass
@@ -52,6 +59,7 @@ __all__ = [
     "EXPORT_METHODS",
     "DEFAULT_ONNX_OPSET",
     "MODEL_FILES",
+    "FORMAT_ENGINES",
     "INFO_FILE",
     "EmptyBatchGroupNorm",
     "prepare_for_export",
@@ -59,6 +67,7 @@ __all__ = [
     "reference_outputs",
     "export_model",
     "ExportedModel",
+    "openvino_config",
     "load_outputs_schema",
     "compare_outputs",
     "outputs_match",
@@ -69,8 +78,16 @@ EXPORT_METHODS = ("tracing", "scripting")
 # 16 is the first opset whose RoiAlign has Detectron2's aligned (half-pixel) sampling;
 # torch 2.3's exporter fails at 18 ("Unrecognized attribute: axes for operator ReduceMax").
 DEFAULT_ONNX_OPSET = 16
-MODEL_FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+# "openvino" is OpenVINO's IR, which export_model does not write: the INT8 model of NNCF
+# (atto_detectron.deploy.quantize) is saved in it.
+MODEL_FILES = {"torchscript": "model.ts", "onnx": "model.onnx", "openvino": "model.xml"}
 INFO_FILE = "export_info.json"
+# The engines that run each format; the first is ExportedModel's default.
+FORMAT_ENGINES = {
+    "torchscript": ("torchscript",),
+    "onnx": ("onnxruntime", "openvino"),
+    "openvino": ("openvino",),
+}
 
 # Instances fields a GeneralizedRCNN uses at inference, for scripting.
 _RCNN_INSTANCE_FIELDS = {
@@ -242,6 +259,33 @@ def reference_outputs(model: GeneralizedRCNN, image: Tensor, backbone_only: bool
         return _detector_inference(model, image)[0]["instances"]
 
 
+def _batched_nms_without_if(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float):
+    # torchvision's coordinate trick (boxes of class k shifted by k * (max coordinate + 1),
+    # one NMS for all classes) without its `if boxes.numel() == 0`, which tracing turns
+    # into an ONNX If: OpenVINO (2026.4) returns a one-element tensor of garbage from that
+    # If when no box is left (an image without detections then gets one made-up
+    # detection), and NNCF cannot build the graph of If bodies that share constants with
+    # the main graph. The 0 appended keeps max() defined for no boxes and equal to
+    # boxes.max() otherwise: Detectron2 clips the boxes to the image before every
+    # batched_nms, so their coordinates are >= 0.
+    max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
+    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+@contextlib.contextmanager
+def _traceable_batched_nms():
+    # torchvision.ops.boxes.batched_nms (which Detectron2's batched_nms calls) looks the
+    # function up at each call, so replacing it for the duration of tracing suffices.
+    boxes_module = torchvision.ops.boxes
+    original = boxes_module._batched_nms_coordinate_trick
+    boxes_module._batched_nms_coordinate_trick = _batched_nms_without_if
+    try:
+        yield
+    finally:
+        boxes_module._batched_nms_coordinate_trick = original
+
+
 def _output_names(schema, prefix: str = "") -> List[str]:
     # Names of the flattened outputs, from the schema: dict keys joined with ".", and
     # "image_size" for the size that ends an Instances.
@@ -337,7 +381,7 @@ def export_model(
     else:
         adapter = _tracing_adapter(model, image, backbone_only)
         inputs = adapter.flattened_inputs
-        with torch.no_grad():
+        with torch.no_grad(), _traceable_batched_nms():
             adapter(*inputs)  # records adapter.outputs_schema
         input_names = ["images"] if backbone_only else ["image"]
         output_names = _output_names(adapter.outputs_schema)
@@ -347,7 +391,7 @@ def export_model(
             outputs_schema=dump_dataclass(adapter.outputs_schema),
         )
         if export_format == "torchscript":
-            with torch.no_grad():
+            with torch.no_grad(), _traceable_batched_nms():
                 exported = torch.jit.trace(adapter, inputs, check_trace=False)
             torch.jit.save(exported, path)
             dump_torchscript_IR(exported, output_dir)
@@ -356,15 +400,16 @@ def export_model(
                 dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}}
             else:
                 dynamic_axes = {"image": {1: "height", 2: "width"}}
-            torch.onnx.export(
-                adapter,
-                inputs,
-                path,
-                opset_version=opset,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=dynamic_axes,
-            )
+            with _traceable_batched_nms():
+                torch.onnx.export(
+                    adapter,
+                    inputs,
+                    path,
+                    opset_version=opset,
+                    input_names=input_names,
+                    output_names=output_names,
+                    dynamic_axes=dynamic_axes,
+                )
             record["opset"] = opset
 
     record.update(info or {})
@@ -373,33 +418,59 @@ def export_model(
     return path
 
 
+def openvino_config(num_threads: Optional[int] = None) -> Dict[str, str]:
+    """
+    The properties :class:`ExportedModel` compiles OpenVINO models with on "CPU": as many
+    threads as torch uses (``num_threads``, default ``torch.get_num_threads()``), the
+    latency hint (one request at a time, all threads on it), and f32 inference
+    precision, which CPUs with bf16 support would otherwise lower f32 layers to: the
+    fp32 engine then matches PyTorch, and the INT8 model runs its non-quantized layers
+    (post-processing included) in fp32.
+    """
+    return {
+        "INFERENCE_NUM_THREADS": str(num_threads or torch.get_num_threads()),
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+
+
 class ExportedModel:
     """
-    Runs what :func:`export_model` wrote, with TorchScript or onnxruntime, and rebuilds the
-    PyTorch model's outputs: Instances for a detector (as
-    ``model.inference(..., do_postprocess=False)``), the feature dict for a backbone.
-    The outputs schema of ``export_info.json`` may name only Detectron2's schema classes
-    and the structures they wrap (:func:`load_outputs_schema`): reading an export folder
-    calls nothing that the file names.
+    Runs what :func:`export_model` (or :mod:`.quantize`) wrote, with one of the engines of
+    its format (:data:`FORMAT_ENGINES`: torch.jit for TorchScript; onnxruntime or
+    OpenVINO for ONNX; OpenVINO for an OpenVINO IR), and rebuilds the PyTorch model's
+    outputs: Instances for a detector (as ``model.inference(..., do_postprocess=False)``),
+    the feature dict for a backbone. The outputs schema of ``export_info.json`` may name
+    only Detectron2's schema classes and the structures they wrap
+    (:func:`load_outputs_schema`): reading an export folder calls nothing that the file
+    names.
 
     Example::
 
-        exported = ExportedModel("output/export/atto_maskrcnn_onnx")
+        exported = ExportedModel("output/export/atto_maskrcnn_onnx", engine="openvino")
         instances = exported(image)  # image: (3, H, W) float32, BGR 0..255
         instances = detector_postprocess(instances, original_height, original_width)
     """
 
     def __init__(
-        self, export_dir: str, num_threads: Optional[int] = None, allow_spinning: bool = True
+        self,
+        export_dir: str,
+        num_threads: Optional[int] = None,
+        allow_spinning: bool = True,
+        engine: Optional[str] = None,
     ):
         """
         Args:
-            export_dir: the ``--output`` folder of tools/export_model.py.
-            num_threads: onnxruntime's intra-op threads (default: torch's thread count,
-                so that both runtimes use the same number of cores).
+            export_dir: the ``--output`` folder of tools/export_model.py, or an INT8
+                folder in it (see :mod:`.quantize`).
+            num_threads: the runtime's intra-op threads (default: torch's thread count,
+                so that every engine uses the same number of cores).
             allow_spinning: let onnxruntime's idle threads spin-wait for work (its
                 default, lowest latency); benchmarks that alternate runtimes turn it off
                 so that idle onnxruntime threads do not take cores from the next model.
+                OpenVINO has no such setting.
+            engine: one of ``FORMAT_ENGINES[format]``; default: the first (onnxruntime
+                for ONNX).
         """
         info_path = os.path.join(export_dir, INFO_FILE)
         if not os.path.isfile(info_path):
@@ -412,21 +483,28 @@ class ExportedModel:
         self.format = self.info.get("format")
         self.method = self.info.get("method")
         self.backbone_only = self.info.get("backbone_only")
-        if self.format not in EXPORT_FORMATS or self.method not in EXPORT_METHODS:
+        if self.format not in FORMAT_ENGINES or self.method not in EXPORT_METHODS:
             raise ValueError(
                 f"{info_path}: format {self.format!r} and method {self.method!r}; expected "
-                f"one of {EXPORT_FORMATS} and one of {EXPORT_METHODS}. Export the model "
-                f"again with tools/export_model.py."
+                f"one of {tuple(FORMAT_ENGINES)} and one of {EXPORT_METHODS}. Export the "
+                f"model again with tools/export_model.py."
+            )
+        engines = FORMAT_ENGINES[self.format]
+        self.engine = engine or engines[0]
+        if self.engine not in engines:
+            raise ValueError(
+                f"{export_dir}: a {self.format} export runs with {' or '.join(engines)}, not "
+                f"engine={self.engine!r}; pick one of those (or export to the other format)."
             )
         # The model file's name is ours, never a path from the json: it stays in export_dir.
         path = os.path.join(export_dir, MODEL_FILES[self.format])
         self._schema = None
         if "outputs_schema" in self.info:
             self._schema = load_outputs_schema(self.info["outputs_schema"], info_path)
-        if self.format == "torchscript":
+        if self.engine == "torchscript":
             self._model = torch.jit.load(path)
             self._run = self._run_torchscript
-        else:
+        elif self.engine == "onnxruntime":
             import onnxruntime
 
             options = onnxruntime.SessionOptions()
@@ -438,6 +516,16 @@ class ExportedModel:
                 path, options, providers=["CPUExecutionProvider"]
             )
             self._run = self._run_onnx
+        else:
+            import openvino
+
+            core = openvino.Core()
+            compiled = core.compile_model(
+                core.read_model(path), "CPU", openvino_config(num_threads)
+            )
+            self._request = compiled.create_infer_request()
+            self._ov_outputs = compiled.outputs
+            self._run = self._run_openvino
 
     def _run_torchscript(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         with torch.no_grad():
@@ -447,6 +535,13 @@ class ExportedModel:
         name = self._session.get_inputs()[0].name
         outputs = self._session.run(None, {name: inputs.detach().cpu().numpy()})
         return tuple(torch.from_numpy(o) for o in outputs)
+
+    def _run_openvino(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        # share_outputs=False: copies, since the request reuses its output buffers.
+        results = self._request.infer(
+            {0: inputs.detach().cpu().numpy()}, share_inputs=True, share_outputs=False
+        )
+        return tuple(torch.from_numpy(results[output]) for output in self._ov_outputs)
 
     def __call__(self, inputs: Tensor):
         """
