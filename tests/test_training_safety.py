@@ -350,7 +350,7 @@ def _toy_trainer(model, trainer_class, **kwargs):
     data = iter(lambda: [torch.ones(4), torch.full((4,), 2.0)], None)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     trainer = trainer_class(model, data, optimizer, **kwargs)
-    trainer.register_hooks([StopOnDivergence(model)])
+    trainer.register_hooks([StopOnDivergence(model, optimizer)])
     return trainer
 
 
@@ -388,6 +388,41 @@ def test_with_amp_a_non_finite_loss_still_stops_the_run(monkeypatch):
     trainer.iter = 0
     with EventStorage(0), pytest.raises(TrainingDiverged, match="loss became NaN"):
         trainer.run_step()
+
+
+def _diverge_on_one_process_worker(output_dir):
+    from detectron2.utils import comm
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    # Only process 1's loss is NaN, at iteration 3.
+    model = _ToyDetector(loss_scale=1.0)
+    ddp = DistributedDataParallel(model, device_ids=None)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
+    data = iter(lambda: [torch.ones(4), torch.full((4,), 2.0)], None)
+    trainer = SimpleTrainer(ddp, data, optimizer)
+    trainer.register_hooks([StopOnDivergence(ddp, optimizer)])
+    stopped_at = None
+    with EventStorage(0) as storage:
+        try:
+            for trainer.iter in range(6):
+                storage.iter = trainer.iter
+                if trainer.iter == 3 and comm.get_rank() == 1:
+                    model.loss_scale = float("nan")
+                trainer.run_step()
+        except TrainingDiverged as e:
+            stopped_at = (trainer.iter, str(e))
+    with open(os.path.join(output_dir, f"rank{comm.get_rank()}.json"), "w") as f:
+        json.dump(stopped_at, f)
+
+
+def test_a_non_finite_loss_in_one_process_stops_every_process_at_that_iteration(tmp_path):
+    launch(_diverge_on_one_process_worker, 2, dist_url="auto", args=(str(tmp_path),))
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert rank0[0] == rank1[0] == 3
+    assert "loss became NaN" in rank1[1]
+    assert "the loss of another process became NaN" in rank0[1]
 
 
 @pytest.mark.cuda

@@ -342,7 +342,9 @@ class ClassifierTrainer(TrainerBase):
             self.model, output_dir or "", trainer=weakref.proxy(self)
         )
         advice = "Lower the learning rate or lengthen the warmup, then resume."
-        self._trainer.register_hooks([StopOnDivergence(loss_model, self.checkpointer, advice)])
+        self._trainer.register_hooks(
+            [StopOnDivergence(loss_model, self.optimizer, self.checkpointer, advice)]
+        )
         self._last_eval_results: Optional[Dict] = None
         self.register_hooks(self.build_hooks())
 

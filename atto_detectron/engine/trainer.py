@@ -1,18 +1,22 @@
 """Detectron2's DefaultTrainer, adapted: CPU multi-process, exact resume, divergence stop."""
 
+import contextlib
+import functools
 import json
 import logging
 import os
 import weakref
+from typing import Optional
+from unittest import mock
 
 import torch
 
-from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
+from detectron2.engine import DefaultTrainer, HookBase
+from detectron2.engine import defaults as d2_defaults
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.engine.hooks import EvalHook, PeriodicWriter
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import AtomicCheckpointer, CheckpointError
 from ..data.train_loader import ResumableTrainLoader, build_resumable_train_loader
@@ -45,50 +49,74 @@ class TrainingDiverged(FloatingPointError):
 
 class StopOnDivergence(HookBase):
     """
-    Stops training before the optimizer step when the loss is NaN or infinite, or,
-    without AMP, any gradient is. Gradients are all-reduced by DDP, so every process
-    stops at the same iteration. Register it with the trainer that runs the step.
+    Stops training before the optimizer step when a loss is NaN or infinite, or any
+    gradient is. Works with any trainer, through public torch hooks on the model
+    (losses, checked right after the forward) and on the optimizer (gradients, checked
+    right before its step).
 
-    With AMP (a trainer with a ``grad_scaler``), gradients are scaled, and an infinite
-    one is GradScaler's overflow signal: the scaler skips that step and lowers the
-    scale, which is how mixed precision trains. Only the loss is checked then.
+    In multi-process training every process stops at the same iteration: the loss check
+    is shared by all processes, and the gradients are already all-reduced by DDP.
+
+    With AMP, GradScaler unscales the gradients and calls the optimizer's step only when
+    they are finite; an infinite one is its overflow signal, and it skips that step and
+    lowers the scale. So the gradient check sees unscaled gradients and never stops a
+    healthy mixed-precision run.
     """
 
-    def __init__(self, model: torch.nn.Module, checkpointer=None, advice: str = DETECTION_ADVICE):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        checkpointer=None,
+        advice: str = DETECTION_ADVICE,
+    ):
         """
         Args:
             model: the model of the trainer; its training forward returns a dict of losses.
+            optimizer: the optimizer of the trainer.
             checkpointer: its last checkpoint is named in the error.
             advice: what the error tells the user to do.
         """
         self._checkpointer = checkpointer
         self._advice = advice
-        self._losses = None
-        model.register_forward_hook(self._record_losses)
+        self._handles = [
+            model.register_forward_hook(self._check_losses),
+            optimizer.register_step_pre_hook(self._check_gradients),
+        ]
 
-    def _record_losses(self, module, inputs, output):
-        if module.training and isinstance(output, dict):
-            self._losses = output
-
-    def after_backward(self):
-        losses, self._losses = self._losses, None
-        if losses is not None:
-            bad = [
-                k for k, v in losses.items() if torch.is_tensor(v) and not torch.isfinite(v).all()
-            ]
-            if bad:
-                self._stop(f"{', '.join(bad)} became NaN or infinite")
-        if getattr(self.trainer, "grad_scaler", None) is not None:
+    def _check_losses(self, module, inputs, output):
+        if not (module.training and isinstance(output, dict)):
             return
-        grads = [p.grad for p in self.trainer.model.parameters() if p.grad is not None]
+        losses = {k: v for k, v in output.items() if torch.is_tensor(v)}
+        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+        if _on_any_process(bool(bad), next(iter(losses.values()), None)):
+            self._stop(f"{', '.join(bad) or 'the loss of another process'} became NaN or infinite")
+
+    def _check_gradients(self, optimizer, args, kwargs):
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if not grads:
             return
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         if not torch.isfinite(norm):
             self._stop("the gradients became NaN or infinite")
 
+    def after_train(self):
+        for handle in self._handles:
+            handle.remove()
+
     def _stop(self, cause: str):
-        raise TrainingDiverged(self.trainer.iter, cause, self._checkpointer, self._advice)
+        trainer = getattr(self, "trainer", None)
+        iteration = trainer.iter if trainer is not None else "?"
+        raise TrainingDiverged(iteration, cause, self._checkpointer, self._advice)
+
+
+def _on_any_process(flag: bool, like: Optional[torch.Tensor]) -> bool:
+    """Whether ``flag`` is true on any process (one all-reduce when there are several)."""
+    if comm.get_world_size() == 1 or like is None:
+        return flag
+    shared = torch.tensor([int(flag)], device=like.device)
+    torch.distributed.all_reduce(shared)
+    return bool(shared.item())
 
 
 def training_seed(cfg) -> int:
@@ -117,33 +145,12 @@ class AttoTrainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        # DefaultTrainer.__init__, except for the DDP wrapper, the checkpointer and the seed.
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        self.seed = getattr(data_loader, "seed", None)
+        self.eval_results = None  # the last evaluation's, see build_hooks
+        with _ddp_on_cpu_without_device_ids(cfg):
+            super().__init__(cfg)
+        self.seed = getattr(self.data_loader, "seed", None)
         if self.seed is None:
             self.seed = training_seed(cfg)
-
-        ddp_kwargs = {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
-        model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
-        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
-        self._trainer = trainer_class(model, data_loader, optimizer)
-
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        # after_backward hooks run in the inner trainer, which runs the step.
-        self._trainer.register_hooks([StopOnDivergence(model, self.checkpointer)])
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.eval_results = None  # the last evaluation's, see build_hooks
-        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -162,12 +169,17 @@ class AttoTrainer(DefaultTrainer):
 
     def build_hooks(self):
         """
-        DefaultTrainer's hooks, with two of them made anew from public constructors:
-        the evaluation keeps its results in :attr:`eval_results`, and short runs (CPU,
-        tests) write metrics more often than Detectron2's every 20 iterations.
+        :class:`StopOnDivergence` first, then DefaultTrainer's hooks, with two of them
+        made anew from public constructors: the evaluation keeps its results in
+        :attr:`eval_results`, and short runs (CPU, tests) write metrics more often than
+        Detectron2's every 20 iterations. The checkpointer, which the periodic
+        checkpointer saves with, is replaced by :class:`AtomicCheckpointer` here.
         """
+        self.checkpointer = AtomicCheckpointer(
+            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         period = min(20, max(1, self.max_iter // 10))
-        hooks = []
+        hooks = [StopOnDivergence(self.model, self.optimizer, self.checkpointer)]
         for hook in super().build_hooks():
             if isinstance(hook, EvalHook):
                 hook = EvalHook(self.cfg.TEST.EVAL_PERIOD, self._test_and_keep_results)
@@ -222,6 +234,22 @@ class AttoTrainer(DefaultTrainer):
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
         return COCOEvaluator(dataset_name, tasks=tasks, distributed=True, output_dir=output_folder)
+
+
+@contextlib.contextmanager
+def _ddp_on_cpu_without_device_ids(cfg):
+    """
+    Detectron2's ``create_ddp_model`` always passes ``device_ids=[local_rank]``, which
+    DistributedDataParallel rejects for a model on CPU (detectron2#5146). For CPU
+    multi-process training (Gloo), DefaultTrainer is built with ``device_ids=None``.
+    """
+    if comm.get_world_size() == 1 or cfg.MODEL.DEVICE.startswith("cuda"):
+        yield
+        return
+    with mock.patch.object(
+        d2_defaults, "create_ddp_model", functools.partial(create_ddp_model, device_ids=None)
+    ):
+        yield
 
 
 def drop_metrics_from(path: str, iteration: int) -> int:
