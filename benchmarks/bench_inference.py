@@ -5,6 +5,7 @@ ResNet-50-FPN Mask R-CNN, side by side, across input sizes; ratios to R50.
 
     python benchmarks/bench_inference.py            # full run: 320..800, all engines
     python benchmarks/bench_inference.py --quick    # one size, PyTorch only, 2 repeats
+    python benchmarks/bench_inference.py --from-json FILE --docs-section NAME  # docs only
 
 Every model sees the same images, runs with the same thread count and does the same
 work: random weights with the workload fixed as the complexity report fixes it
@@ -16,8 +17,10 @@ all models alternate round by round. Peak memory comes from a fresh process per 
 """
 
 import argparse
+import json
 import logging
 import os
+import shlex
 import sys
 import warnings
 
@@ -38,6 +41,7 @@ from atto_detectron.deploy.benchmark import (
 from atto_detectron.deploy.quantize import calibration_images
 
 from common import (
+    BENCHMARKS_DOC,
     MODELS,
     add_common_arguments,
     add_ratios,
@@ -49,6 +53,7 @@ from common import (
     read_accuracy,
     setup_process,
     timing_entry,
+    write_doc_section,
     write_json,
 )
 
@@ -92,6 +97,18 @@ def get_parser():
         "--results", nargs="*", default=[], metavar="NAME=FILE",
         help="results.json of trained models for the accuracy plot (default: "
         "output/<config name>/results.json where present)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--docs-section", metavar="NAME",
+        help="also write the results as section NAME of --docs (none by default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--docs", default=BENCHMARKS_DOC, metavar="FILE",
+        help="the Markdown file of --docs-section (default: docs/BENCHMARKS.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--from-json", metavar="FILE",
+        help="measure nothing: write --docs-section from an inference.json",
     )  # fmt: skip
     parser.add_argument(
         "--quick", action="store_true",
@@ -259,9 +276,94 @@ def check_targets(results, sizes, baseline):
     return targets
 
 
+def format_markdown(report) -> str:
+    """The docs section of an inference.json: the command, the machine, the table, the targets."""
+    machine, settings = report["machine"], report["settings"]
+    load = machine.get("load_average_at_start")
+    load = f", load average {load[0]:.1f} at the start" if load else ""
+    lines = [
+        f"Written by `benchmarks/bench_inference.py` from its `inference.json`:",
+        "",
+        f"```bash\n{report.get('command', 'python benchmarks/bench_inference.py')}\n```",
+        "",
+        f"Machine: {machine['cpu']}, {machine['threads']} threads ({machine['cpu_count']} "
+        f"cores), torch {machine['torch']}, allocator {machine['allocator']}{load}. "
+        f"Latency: {settings['latency']}; {settings['repeats']} timed rounds after "
+        f"{settings['warmup']} warm-up. Workload: {settings['workload']}. Memory: "
+        f"{settings['memory']}. \"baseline / model\" is {settings['baseline']}'s figure "
+        "over the model's (median over median; paired: the median of the per-round ratios).",
+        "",
+        format_table(report["results"], settings["sizes"], MEMORY_KEY),
+    ]
+    targets = format_targets(report)
+    if targets:
+        lines += ["", targets]
+    return "\n".join(lines)
+
+
+def format_targets(report, name: str = "AttoNet-A") -> str:
+    """
+    The CPU targets for ``name`` against the baseline, computed from the report at its
+    largest size: eager >= 4x, best engine against best engine >= 5x, INT8 >= 1.5x faster
+    than fp32 in the same engine, inference memory >= 2.5x lower. Empty when ``name``
+    or the baseline was not measured.
+    """
+    results, baseline = report["results"], report["settings"]["baseline"]
+    short = str(max(report["settings"]["sizes"]))
+    if name not in results or baseline not in results:
+        return ""
+    entry, base = results[name]["sizes"][short], results[baseline]["sizes"][short]
+    latency = {e: s["median"] for e, s in entry["latency_s"].items()}
+    base_latency = {e: s["median"] for e, s in base["latency_s"].items()}
+    rows = []
+
+    def row(target, measured, goal):
+        met = "yes" if measured >= goal else "no"
+        rows.append(f"| {target} | {measured:.2f}x | {goal:g}x | {met} |")
+
+    if "pytorch" in latency:
+        row(f"eager PyTorch: {baseline} / {name}", base_latency["pytorch"] / latency["pytorch"], 4)
+    best, base_best = min(latency, key=latency.get), min(base_latency, key=base_latency.get)
+    row(
+        f"best engine against best engine: {baseline} ({base_best}) / {name} ({best})",
+        base_latency[base_best] / latency[best],
+        5,
+    )
+    for engine in sorted(e for e in latency if e.endswith("-int8")):
+        fp32 = engine[: -len("-int8")]
+        if fp32 in latency:
+            row(f"INT8 in {fp32}: fp32 / INT8 of {name}", latency[fp32] / latency[engine], 1.5)
+    memory, base_memory = entry.get("memory", {}), base.get("memory", {})
+    for engine in memory:
+        if engine in base_memory:
+            row(
+                f"inference memory ({engine}): {baseline} / {name}",
+                base_memory[engine][MEMORY_KEY] / memory[engine][MEMORY_KEY],
+                2.5,
+            )
+    header = [
+        f"Targets at shortest edge {short} (medians of this run):",
+        "",
+        "| target | measured | aim | met |",
+        "|:--|--:|--:|:-:|",
+    ]
+    return "\n".join(header + rows)
+
+
+def _command(argv) -> str:
+    return " ".join(["python", "benchmarks/bench_inference.py"] + [shlex.quote(a) for a in argv])
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = get_parser().parse_args(argv)
+    if args.from_json:
+        if not args.docs_section:
+            raise SystemExit("--from-json writes docs only: give --docs-section NAME too.")
+        with open(args.from_json) as f:
+            report = json.load(f)
+        print(f"wrote {write_doc_section(args.docs_section, format_markdown(report), args.docs)}")
+        return report
     if args.quick:
         apply_quick(args, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -277,6 +379,7 @@ def main(argv=None):
     add_ratios(results, MEMORY_KEY, args.baseline)
     accuracy = {name: read_accuracy(path) for name, path in accuracy_files.items()}
     report = {
+        "command": _command(argv),
         "machine": machine,
         "settings": {
             "baseline": args.baseline,
@@ -319,6 +422,8 @@ def main(argv=None):
     print(format_table(results, args.sizes, MEMORY_KEY))
     print("targets:", report["targets"])
     print(f"wrote {json_path} and {png_path}")
+    if args.docs_section:
+        print(f"wrote {write_doc_section(args.docs_section, format_markdown(report), args.docs)}")
     return report
 
 

@@ -113,6 +113,58 @@ def test_bench_inference_quick(tmp_path):
     assert (tmp_path / "inference.png").stat().st_size > 10_000
 
 
+def test_bench_inference_docs_section_states_the_targets_from_the_json(tmp_path):
+    bench = _benchmark_script("bench_inference")
+
+    def entry(latencies, memory):
+        return {
+            "sizes": {
+                "800": {
+                    "latency_s": {e: {"median": v, "q1": v, "q3": v} for e, v in latencies.items()},
+                    "memory": {"pytorch": {"inference_mb": memory}},
+                }
+            }
+        }
+
+    report = {
+        "command": "python benchmarks/bench_inference.py --sizes 800",
+        "machine": {"cpu": "test", "threads": 2, "cpu_count": 2, "torch": "2", "allocator": "default"},
+        "settings": {
+            "baseline": "R50-FPN", "sizes": [800], "latency": "one image", "repeats": 5,
+            "warmup": 1, "workload": "fixed", "memory": "fresh process",
+        },
+        "results": {
+            "AttoNet-A": entry({"pytorch": 1.0, "openvino": 0.8, "openvino-int8": 0.5}, 300.0),
+            "R50-FPN": entry({"pytorch": 4.5, "openvino": 3.0, "openvino-int8": 2.0}, 900.0),
+        },
+    }  # fmt: skip
+    (tmp_path / "inference.json").write_text(json.dumps(report))
+    docs = tmp_path / "BENCHMARKS.md"
+    docs.write_text("# Benchmarks\n\nprose kept\n")
+    bench.main(
+        [
+            "--from-json",
+            str(tmp_path / "inference.json"),
+            "--docs-section",
+            "engines",
+            "--docs",
+            str(docs),
+        ]
+    )
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nprose kept\n")
+    assert (
+        "<!-- engines:begin -->" in text
+        and "python benchmarks/bench_inference.py --sizes 800" in text
+    )
+    assert "| eager PyTorch: R50-FPN / AttoNet-A | 4.50x | 4x | yes |" in text
+    assert "R50-FPN (openvino-int8) / AttoNet-A (openvino-int8) | 4.00x | 5x | no |" in text
+    assert "| INT8 in openvino: fp32 / INT8 of AttoNet-A | 1.60x | 1.5x | yes |" in text
+    assert "| inference memory (pytorch): R50-FPN / AttoNet-A | 3.00x | 2.5x | yes |" in text
+    with pytest.raises(SystemExit, match="--docs-section"):
+        bench.main(["--from-json", str(tmp_path / "inference.json")])
+
+
 def test_bench_train_quick(tmp_path):
     bench = _benchmark_script("bench_train")
     argv = ["--quick", "--models", "AttoNet-D", "--sizes", "96", "--batch-size", "1"]
