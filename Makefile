@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY = "$$(tools/ensure_env.sh)/bin/python"
 
-.PHONY: demo test env lock complexity classify-demo explore-demo bench clean
+.PHONY: demo test env lock complexity classify-demo explore-demo bench backbone-grid clean
 
 # Where train_net looks for datasets: $DETECTRON2_DATASETS, as Detectron2 (default ./datasets).
 DATASETS_DIR := $(or $(DETECTRON2_DATASETS),datasets)
@@ -67,6 +67,13 @@ explore-demo: $(SYNTH_IMAGEFOLDER)/dataset.json
 bench:
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_train.py
+
+# Mask R-CNN with each backbone of the grid (AttoNet-A..D, AttoNet-A with Detectron2's
+# head widths, MobileNet-V2, ShuffleNet-V2, ResNet-50), seeds 0 and 1, on the generated
+# data with the demo's schedule: hours on 2 CPU cores. It resumes where it stopped and
+# writes docs/results/backbone_grid.json, docs/MODEL_ZOO.md and its plots.
+backbone-grid: $(SYNTH_VOC)/ImageSets/Segmentation/val.txt
+	$(PY) tools/train_backbone_grid.py
 
 env:
 	@tools/ensure_env.sh

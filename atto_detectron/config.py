@@ -29,6 +29,10 @@ def add_attonet_config(cfg):
         NORM: "BN", "SyncBN", "FrozenBN", "GN" (groups adapted to AttoNet widths), "".
 
     Freezing is Detectron2's own ``MODEL.BACKBONE.FREEZE_AT``, as for ResNet.
+
+    Also adds the peer backbones' keys, ``cfg.MODEL.MOBILENET_V2`` and
+    ``cfg.MODEL.SHUFFLENET_V2`` (OUT_FEATURES and NORM, as above), for
+    ``build_mobilenet_v2_fpn_backbone`` and ``build_shufflenet_v2_fpn_backbone``.
     """
     cfg.MODEL.ATTONET = CN()
     cfg.MODEL.ATTONET.VARIANT = "A"
@@ -40,6 +44,10 @@ def add_attonet_config(cfg):
         "MODEL.BACKBONE.FREEZE_AT",
         message="AttoNet reads Detectron2's MODEL.BACKBONE.FREEZE_AT, as ResNet does.",
     )
+    for key in ("MOBILENET_V2", "SHUFFLENET_V2"):
+        cfg.MODEL[key] = CN()
+        cfg.MODEL[key].OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+        cfg.MODEL[key].NORM = "BN"
     return cfg
 
 

@@ -22,6 +22,11 @@ MODELS = OrderedDict(
         ("AttoNet-C", os.path.join(CONFIGS, "atto_maskrcnn_voc_C.yaml")),
         ("AttoNet-D", os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")),
         ("R50-FPN", os.path.join(CONFIGS, "mask_rcnn_R_50_FPN_voc.yaml")),
+        # AttoNet-A with Detectron2's FPN and head widths, and the peer backbones in
+        # Atto-MaskRCNN's FPN and heads (tools/train_backbone_grid.py).
+        ("AttoNet-A-d2heads", os.path.join(CONFIGS, "atto_maskrcnn_voc_d2heads.yaml")),
+        ("MobileNetV2-FPN", os.path.join(CONFIGS, "mask_rcnn_mobilenet_v2_FPN_voc.yaml")),
+        ("ShuffleNetV2-FPN", os.path.join(CONFIGS, "mask_rcnn_shufflenet_v2_FPN_voc.yaml")),
         # AttoNet-A with fewer proposals and detections at test time (not in the default
         # comparison: its workload differs from the others').
         ("AttoNet-A-fast", os.path.join(CONFIGS, "atto_maskrcnn_voc_fast.yaml")),
@@ -36,6 +41,9 @@ COLORS = {
     "AttoNet-D": "tab:red",
     "R50-FPN": "black",
     "AttoNet-A-fast": "tab:purple",
+    "AttoNet-A-d2heads": "tab:cyan",
+    "MobileNetV2-FPN": "tab:brown",
+    "ShuffleNetV2-FPN": "tab:pink",
 }
 
 
@@ -47,7 +55,7 @@ def image_size(short_edge: int, aspect: float) -> List[int]:
 def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], repeats: int):
     parser.add_argument(
         "--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS), metavar="NAME",
-        help=f"models to compare, among {', '.join(MODELS)} (default: all but AttoNet-A-fast)",
+        help=f"models to compare, among {', '.join(MODELS)} (default: {' '.join(DEFAULT_MODELS)})",
     )  # fmt: skip
     parser.add_argument(
         "--sizes", nargs="+", type=int, default=list(sizes), metavar="PIXELS",

@@ -49,6 +49,9 @@ VOC_CONFIGS = [
     "atto_maskrcnn_voc_D.yaml",
     "atto_maskrcnn_voc_fast.yaml",
     "mask_rcnn_R_50_FPN_voc.yaml",
+    "atto_maskrcnn_voc_d2heads.yaml",
+    "mask_rcnn_mobilenet_v2_FPN_voc.yaml",
+    "mask_rcnn_shufflenet_v2_FPN_voc.yaml",
 ]
 
 

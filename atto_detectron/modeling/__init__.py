@@ -9,6 +9,18 @@ from .attonet_spec import (
     save_attonet_spec,
 )
 from .classifier import AttoNetClassifier, build_attonet_classifier
-from .fpn import build_attonet_fpn_backbone
+from .fpn import (
+    build_attonet_fpn_backbone,
+    build_mobilenet_v2_fpn_backbone,
+    build_shufflenet_v2_fpn_backbone,
+    fpn_on,
+)
+from .peer_backbones import (
+    build_mobilenet_v2_backbone,
+    build_shufflenet_v2_backbone,
+    mobilenet_v2_backbone,
+    shufflenet_v2_backbone,
+)
+from .staged_backbone import StagedBackbone, replace_batch_norms
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
