@@ -45,6 +45,7 @@ setup(
     name="atto-detectron",
     version="0.1.0",
     description="AttoNet backbones and Atto-MaskRCNN for Detectron2",
+    license="Apache-2.0",
     long_description=__doc__,
     python_requires=">=3.8",
     packages=find_packages(include=["atto_detectron", "atto_detectron.*"]),

@@ -279,7 +279,8 @@ def write_docs(report: dict, args) -> None:
         "",
     ]
     for cost, path in plots.items():
-        text.append(f"![AP50 against {cost}]({os.path.relpath(path, docs_dir)})")
+        label = {"latency_ms": "latency", "mult_adds": "mult-adds"}[cost]
+        text.append(f"![box and mask AP50 against {label}]({os.path.relpath(path, docs_dir)})")
         text.append("")
     with open(args.docs, "w") as f:
         f.write("\n".join(text))
