@@ -3,14 +3,14 @@
 Inference latency, peak memory and mult-adds of Atto-MaskRCNN (AttoNet-A..D) and
 ResNet-50-FPN Mask R-CNN, side by side, across input sizes; ratios to R50.
 
-    python benchmarks/bench_inference.py            # full run: 320..800, all engines
-    python benchmarks/bench_inference.py --quick    # one size, PyTorch only, 2 repeats
-    python benchmarks/bench_inference.py --from-json FILE --docs-section NAME  # docs only
+    python -m benchmarks.bench_inference            # full run: 320..800, all engines
+    python -m benchmarks.bench_inference --quick    # one size, PyTorch only, 2 repeats
+    python -m benchmarks.bench_inference --from-json FILE --docs-section NAME  # docs only
 
 Every model sees the same images, runs with the same thread count and does the same
 work: random weights with the workload fixed as the complexity report fixes it
 (the configs' maxima: 1000 proposals, 100 detections, the same boxes for every model;
-see atto_detectron.deploy.benchmark). Latency is one image in, post-processed
+see benchmarks.engines). Latency is one image in, post-processed
 detections with full-image masks out; warm-up runs are excluded and the timed runs of
 all models alternate round by round. Peak memory comes from a fresh process per model
 (resident high-water mark). Writes inference.json and inference.png to --output-dir.
@@ -30,7 +30,7 @@ from atto_detectron.analysis.complexity import count_parameters
 from atto_detectron.analysis.detection import detection_complexity
 from atto_detectron.config import load_config
 from atto_detectron.deploy import image_tensor, synthetic_image
-from atto_detectron.deploy.benchmark import (
+from benchmarks.engines import (
     BENCHMARK_CALIBRATION_IMAGES,
     ENGINES,
     build_benchmark_model,
@@ -40,11 +40,12 @@ from atto_detectron.deploy.benchmark import (
 )
 from atto_detectron.deploy.quantize import calibration_images
 
-from common import (
+from benchmarks.common import (
     BENCHMARKS_DOC,
     MODELS,
     add_common_arguments,
     add_ratios,
+    apply_quick,
     find_results,
     format_table,
     image_size,
@@ -66,7 +67,7 @@ QUICK = {
     "repeats": 2,
     "warmup": 1,
     "engines": ["pytorch"],
-    "memory": ["pytorch"],
+    "memory_engines": ["pytorch"],
     "memory_repeats": 1,
 }
 
@@ -116,22 +117,6 @@ def get_parser():
         "one memory probe (explicit --sizes/--repeats/--engines/... still apply)",
     )  # fmt: skip
     return parser
-
-
-def apply_quick(args, argv):
-    given = set(a.split("=")[0] for a in argv if a.startswith("--"))
-    if "--sizes" not in given:
-        args.sizes = QUICK["sizes"]
-    if "--repeats" not in given:
-        args.repeats = QUICK["repeats"]
-    if "--warmup" not in given:
-        args.warmup = QUICK["warmup"]
-    if "--engines" not in given:
-        args.engines = QUICK["engines"]
-    if "--memory-engines" not in given:
-        args.memory_engines = QUICK["memory"]
-    if "--memory-repeats" not in given:
-        args.memory_repeats = QUICK["memory_repeats"]
 
 
 def engine_key(engine: str, device: str) -> str:
@@ -282,9 +267,9 @@ def format_markdown(report) -> str:
     load = machine.get("load_average_at_start")
     load = f", load average {load[0]:.1f} at the start" if load else ""
     lines = [
-        f"Written by `benchmarks/bench_inference.py` from its `inference.json`:",
+        "Written by `benchmarks/bench_inference.py` from its `inference.json`:",
         "",
-        f"```bash\n{report.get('command', 'python benchmarks/bench_inference.py')}\n```",
+        f"```bash\n{report.get('command', 'python -m benchmarks.bench_inference')}\n```",
         "",
         f"Machine: {machine['cpu']}, {machine['threads']} threads ({machine['cpu_count']} "
         f"cores), torch {machine['torch']}, allocator {machine['allocator']}{load}. "
@@ -351,7 +336,7 @@ def format_targets(report, name: str = "AttoNet-A") -> str:
 
 
 def _command(argv) -> str:
-    return " ".join(["python", "benchmarks/bench_inference.py"] + [shlex.quote(a) for a in argv])
+    return " ".join(["python", "-m", "benchmarks.bench_inference"] + [shlex.quote(a) for a in argv])
 
 
 def main(argv=None):
@@ -365,7 +350,7 @@ def main(argv=None):
         print(f"wrote {write_doc_section(args.docs_section, format_markdown(report), args.docs)}")
         return report
     if args.quick:
-        apply_quick(args, argv)
+        apply_quick(args, argv, QUICK)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logger = logging.getLogger("bench_inference")
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -390,7 +375,7 @@ def main(argv=None):
             "warmup": args.warmup,
             "opts": args.opts,
             "workload": "random weights; configs' maxima of proposals and detections, the "
-            "same boxes for every model (atto_detectron.deploy.benchmark.equalize_workload)",
+            "same boxes for every model (benchmarks.engines.equalize_workload)",
             "latency": "one (3, H, W) image in, post-processed Instances with full-image "
             "masks out; warm-up excluded; models interleaved round by round",
             "memory": "fresh process per model: inference_mb = weights + how far one "

@@ -3,8 +3,8 @@
 Training speed (iterations per second) and peak training memory of Atto-MaskRCNN
 (AttoNet-A..D) and ResNet-50-FPN Mask R-CNN, side by side, across input sizes.
 
-    python benchmarks/bench_train.py            # full run: 512 and 800, 5 timed iterations
-    python benchmarks/bench_train.py --quick    # shortest edge 320, 2 timed iterations
+    python -m benchmarks.bench_train            # full run: 512 and 800, 5 timed iterations
+    python -m benchmarks.bench_train --quick    # shortest edge 320, 2 timed iterations
 
 One iteration is what Detectron2's SimpleTrainer does: forward with losses on a batch,
 backward, SGD step. Every model gets the same synthetic batch (noise images with
@@ -25,7 +25,7 @@ import torch
 from atto_detectron.analysis.complexity import count_parameters
 from atto_detectron.analysis.detection import detection_complexity
 from atto_detectron.config import load_config
-from atto_detectron.deploy.benchmark import (
+from benchmarks.engines import (
     build_benchmark_model,
     make_train_step,
     measure_peak_memory,
@@ -33,10 +33,11 @@ from atto_detectron.deploy.benchmark import (
     time_interleaved,
 )
 
-from common import (
+from benchmarks.common import (
     MODELS,
     add_common_arguments,
     add_ratios,
+    apply_quick,
     find_results,
     format_table,
     image_size,
@@ -51,6 +52,7 @@ from common import (
 MEMORY_KEY = "peak_above_base_mb"
 
 DEFAULT_SIZES = (512, 800)
+QUICK = {"sizes": [320], "repeats": 2, "warmup": 1}
 
 
 def get_parser():
@@ -80,10 +82,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = get_parser().parse_args(argv)
     if args.quick:
-        given = set(a.split("=")[0] for a in argv if a.startswith("--"))
-        args.sizes = args.sizes if "--sizes" in given else [320]
-        args.repeats = args.repeats if "--repeats" in given else 2
-        args.warmup = args.warmup if "--warmup" in given else 1
+        apply_quick(args, argv, QUICK)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logger = logging.getLogger("bench_train")
     warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from atto_detectron.analysis.formatting import format_ratio
 from atto_detectron.deploy.allocator import ALLOCATORS, use_allocator
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +90,17 @@ def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], 
         "--opts", nargs="+", default=[], metavar="KEY VALUE",
         help="config changes for every model, e.g. MODEL.RPN.POST_NMS_TOPK_TEST 300",
     )  # fmt: skip
+
+
+def apply_quick(args, argv: Sequence[str], defaults: Dict[str, object]) -> None:
+    """
+    ``--quick``: sets each option of ``defaults`` (argparse dest -> value) that the
+    command line ``argv`` did not give explicitly.
+    """
+    given = {a.split("=")[0] for a in argv if a.startswith("--")}
+    for dest, value in defaults.items():
+        if "--" + dest.replace("_", "-") not in given:
+            setattr(args, dest, value)
 
 
 def setup_process(args) -> None:
@@ -175,7 +187,7 @@ def timing_entry(timings: Dict, name: str) -> Dict:
     One model's part of :func:`time_interleaved`'s result (keys ``(model, engine)``):
     per engine the wall-time and CPU-time summaries and the raw seconds.
     """
-    from atto_detectron.deploy.benchmark import summarize_seconds
+    from benchmarks.engines import summarize_seconds
 
     entry = {"latency_s": {}, "seconds": {}, "cpu_s": {}, "cpu_seconds": {}}
     for (model, engine), seconds in timings["wall"].items():
@@ -194,7 +206,7 @@ def add_ratios(results: Dict, memory_key: str, baseline: str = BASELINE):
     "latency" (medians), "latency_paired" (median of per-round ratios), "cpu" (CPU-time
     medians), "memory" (``memory_key`` of the memory probe) and "mult_adds".
     """
-    from atto_detectron.deploy.benchmark import paired_ratio
+    from benchmarks.engines import paired_ratio
 
     if baseline not in results:
         return
@@ -249,13 +261,13 @@ def format_table(
                         engine,
                         f"{stats['median'] * 1000:.0f}",
                         f"{stats['q1'] * 1000:.0f}-{stats['q3'] * 1000:.0f}",
-                        _fmt(ratios.get("latency", {}).get(engine)),
-                        _fmt(ratios.get("latency_paired", {}).get(engine)),
-                        _fmt(ratios.get("cpu", {}).get(engine)),
+                        format_ratio(ratios.get("latency", {}).get(engine), missing=""),
+                        format_ratio(ratios.get("latency_paired", {}).get(engine), missing=""),
+                        format_ratio(ratios.get("cpu", {}).get(engine), missing=""),
                         f"{memory[memory_key]:.0f}" if memory else "",
-                        _fmt(ratios.get("memory", {}).get(engine)),
+                        format_ratio(ratios.get("memory", {}).get(engine), missing=""),
                         f"{entry['mult_adds']['total'] / 1e9:.1f}" if "mult_adds" in entry else "",
-                        _fmt(ratios.get("mult_adds")),
+                        format_ratio(ratios.get("mult_adds"), missing=""),
                     ]
                 )
     headers = [
@@ -264,10 +276,6 @@ def format_table(
         "baseline / model",
     ]  # fmt: skip
     return tabulate(rows, headers=headers, tablefmt="github")
-
-
-def _fmt(value) -> str:
-    return "" if value is None else f"{value:.2f}x"
 
 
 def plot_report(

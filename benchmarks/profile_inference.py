@@ -4,8 +4,8 @@ Where the inference time of each model goes: per part of the Mask R-CNN (backbon
 RPN, ROIAlign, box and mask heads, box NMS, mask pasting), per layer role inside the
 backbone, and per operator (torch.profiler), at the benchmark's fixed workload.
 
-    python benchmarks/profile_inference.py --models AttoNet-A R50-FPN --sizes 800
-    python benchmarks/profile_inference.py --engines pytorch pytorch-fused-cl --sizes 800
+    python -m benchmarks.profile_inference --models AttoNet-A R50-FPN --sizes 800
+    python -m benchmarks.profile_inference --engines pytorch pytorch-fused-cl --sizes 800
 
 Part times come from forward hooks (each moment goes to the innermost part running);
 they are medians over --repeats runs, interleaved across models and engines as in
@@ -25,9 +25,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from atto_detectron.analysis.roofline import PartTimer
 from atto_detectron.deploy import image_tensor, synthetic_image
-from atto_detectron.deploy.benchmark import build_benchmark_model, make_predictor
+from benchmarks.engines import build_benchmark_model, make_predictor
 
-from common import (
+from benchmarks.common import (
     MODELS,
     add_common_arguments,
     image_size,

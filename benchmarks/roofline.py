@@ -6,8 +6,8 @@ time the machine's limits allow (its fp32 GEMM peak and memory bandwidth, measur
 the same run), whether compute or memory bounds it, and how far the measured time is
 from that bound, at the benchmark's fixed workload.
 
-    python benchmarks/roofline.py --models AttoNet-A R50-FPN --sizes 800 --repeats 3
-    python benchmarks/roofline.py --from-json output/benchmarks/roofline.json  # docs only
+    python -m benchmarks.roofline --models AttoNet-A R50-FPN --sizes 800 --repeats 3
+    python -m benchmarks.roofline --from-json output/benchmarks/roofline.json  # docs only
 
 Mult-adds come from fvcore, bytes from one forward pass under
 atto_detectron.analysis.roofline.BytesCounterMode, part times from forward hooks
@@ -36,9 +36,10 @@ from atto_detectron.analysis.roofline import (
     roofline_rows,
 )
 from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
-from atto_detectron.deploy.benchmark import ENGINES, build_benchmark_model, make_predictor
+from atto_detectron.analysis.formatting import format_number
+from benchmarks.engines import ENGINES, build_benchmark_model, make_predictor
 
-from common import (
+from benchmarks.common import (
     BENCHMARKS_DOC,
     MODELS,
     REPO_ROOT,
@@ -132,7 +133,7 @@ def _log_limits(logger, when, limits):
 
 
 def _command(argv) -> str:
-    return " ".join(["python", "benchmarks/roofline.py"] + [shlex.quote(a) for a in argv])
+    return " ".join(["python", "-m", "benchmarks.roofline"] + [shlex.quote(a) for a in argv])
 
 
 def run(args, argv) -> dict:
@@ -216,10 +217,6 @@ def run(args, argv) -> dict:
     return report
 
 
-def _number(value, scale=1.0, digits=1) -> str:
-    return "-" if value is None else f"{value / scale:.{digits}f}"
-
-
 def _bound_by(row) -> str:
     share = row.get("memory_bound_share")
     if share is None:
@@ -246,14 +243,14 @@ def format_parts_table(rows) -> str:
         label = f"**{part}**" if part == "total" else part
         cells = [
             label,
-            _number(row["mult_adds"], 1e9, 2),
-            _number(row["bytes"], 1e6, 0),
-            _number(row["flop_per_byte"], 1, 1),
-            _number(row["compute_bound_s"], 1e-3),
-            _number(row["memory_bound_s"], 1e-3),
+            format_number(row["mult_adds"], 1e9, 2),
+            format_number(row["bytes"], 1e6, 0),
+            format_number(row["flop_per_byte"], 1, 1),
+            format_number(row["compute_bound_s"], 1e-3),
+            format_number(row["memory_bound_s"], 1e-3),
             _bound_by(row),
-            _number(row["measured_s"], 1e-3),
-            _number(row["x_from_roofline"], 1, 1),
+            format_number(row["measured_s"], 1e-3),
+            format_number(row["x_from_roofline"], 1, 1),
             _top_operator(row),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -271,8 +268,8 @@ def format_comparison_table(entries) -> str:
         for entry in entries:
             row = entry["parts"].get(part)
             cells += [
-                _number(row and row["measured_s"], 1e-3),
-                _number(row and row["x_from_roofline"], 1, 1),
+                format_number(row and row["measured_s"], 1e-3),
+                format_number(row and row["x_from_roofline"], 1, 1),
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

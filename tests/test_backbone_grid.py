@@ -136,7 +136,7 @@ def _fake_benchmark(path, models):
     path.write_text(
         json.dumps(
             {
-                "command": "python benchmarks/bench_inference.py ...",
+                "command": "python -m benchmarks.bench_inference ...",
                 "machine": {"cpu": "test", "threads": 2},
                 "results": results,
             }

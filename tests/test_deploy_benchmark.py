@@ -1,3 +1,4 @@
+import importlib
 import json
 import mmap
 import os
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from atto_detectron.deploy import image_tensor, synthetic_image
-from atto_detectron.deploy.benchmark import (
+from benchmarks.engines import (
     build_benchmark_model,
     make_predictor,
     paired_ratio,
@@ -24,11 +25,7 @@ SMALL_WORKLOAD = ["MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMA
 
 
 def _benchmark_script(name):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_equalized_workload_is_the_same_for_different_backbones():
@@ -71,7 +68,7 @@ def test_peak_rss_sees_a_temporary_allocation():
 _FREED_BLOCK_SCRIPT = """
 import sys, torch
 from atto_detectron.deploy.allocator import keep_freed_memory
-from atto_detectron.deploy.benchmark import rss_bytes
+from benchmarks.engines import rss_bytes
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 before = rss_bytes()
@@ -127,7 +124,7 @@ def test_bench_inference_docs_section_states_the_targets_from_the_json(tmp_path)
         }
 
     report = {
-        "command": "python benchmarks/bench_inference.py --sizes 800",
+        "command": "python -m benchmarks.bench_inference --sizes 800",
         "machine": {"cpu": "test", "threads": 2, "cpu_count": 2, "torch": "2", "allocator": "default"},
         "settings": {
             "baseline": "R50-FPN", "sizes": [800], "latency": "one image", "repeats": 5,
@@ -155,7 +152,7 @@ def test_bench_inference_docs_section_states_the_targets_from_the_json(tmp_path)
     assert text.startswith("# Benchmarks\n\nprose kept\n")
     assert (
         "<!-- engines:begin -->" in text
-        and "python benchmarks/bench_inference.py --sizes 800" in text
+        and "python -m benchmarks.bench_inference --sizes 800" in text
     )
     assert "| eager PyTorch: R50-FPN / AttoNet-A | 4.50x | 4x | yes |" in text
     assert "R50-FPN (openvino-int8) / AttoNet-A (openvino-int8) | 4.00x | 5x | no |" in text

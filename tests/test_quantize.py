@@ -18,7 +18,7 @@ from atto_detectron.deploy import (
     reference_outputs,
     synthetic_image,
 )
-from atto_detectron.deploy.benchmark import build_benchmark_model
+from benchmarks.engines import build_benchmark_model
 from atto_detectron.deploy.quantize import (
     INT8_ENGINES,
     calibration_images,

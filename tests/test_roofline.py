@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from atto_detectron.analysis.roofline import (
 )
 from atto_detectron.config import load_config
 from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
-from atto_detectron.deploy.benchmark import build_benchmark_model
+from benchmarks.engines import build_benchmark_model
 
 from .conftest import CONFIGS, REPO_ROOT
 
@@ -36,11 +37,7 @@ F32 = 4
 
 
 def _benchmark_script(name):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def _count(function):
@@ -178,7 +175,7 @@ def _report(models=("AttoNet-A", "R50-FPN")):
             "parts": roofline_rows(counts, seconds, 100e9, 10e9),
         }
     return {
-        "command": "python benchmarks/roofline.py --sizes 800",
+        "command": "python -m benchmarks.roofline --sizes 800",
         "machine": {
             "cpu": "a CPU", "threads": 2, "cpu_count": 2, "torch": "2.3.1", "allocator": "default",
         },  # fmt: skip

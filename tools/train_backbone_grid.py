@@ -147,7 +147,7 @@ def run_benchmark(args):
     if os.path.isfile(path):
         return
     command = [
-        sys.executable, "benchmarks/bench_inference.py", "--models", *args.models,
+        sys.executable, "-m", "benchmarks.bench_inference", "--models", *args.models,
         "--sizes", str(BENCHMARK_SHORT_EDGE), "--engines", BENCHMARK_ENGINE,
         "--repeats", str(args.benchmark_repeats), "--warmup", "1", "--allocator", "default",
         "--memory-engines", BENCHMARK_ENGINE, "--memory-repeats", "1",

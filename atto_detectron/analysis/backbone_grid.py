@@ -3,9 +3,10 @@ The backbone grid's report: accuracy over seeds, cost from one benchmark run, th
 front, plots and the model-zoo table (tools/train_backbone_grid.py runs the grid).
 """
 
-import math
 import statistics
 from typing import Dict, List, Optional, Sequence
+
+from .formatting import format_number, format_ratio
 
 __all__ = [
     "METRICS",
@@ -158,15 +159,17 @@ def format_model_zoo(report: Dict, baseline: str = "R50-FPN") -> str:
     )
     for name, entry in report["models"].items():
         latency = entry.get("latency_ms")
-        ratio = f"{base_latency / latency:.2f}x" if latency and base_latency else ""
+        ratio = format_ratio(
+            base_latency / latency if latency and base_latency else None, missing=""
+        )
         cells = [
             f"**{name}**",
-            _number(entry.get("backbone_params"), 1e6, 2),
-            _number(entry.get("params"), 1e6, 2),
-            _number(entry.get("mult_adds"), 1e9, 1),
-            _number(latency, 1, 0),
+            format_number(entry.get("backbone_params"), 1e6, 2, missing=""),
+            format_number(entry.get("params"), 1e6, 2, missing=""),
+            format_number(entry.get("mult_adds"), 1e9, 1, missing=""),
+            format_number(latency, 1, 0, missing=""),
             ratio,
-            _number(entry.get("memory_mb"), 1, 0),
+            format_number(entry.get("memory_mb"), 1, 0, missing=""),
             str(len(entry.get("runs", []))),
         ]
         cells += [_fmt_metric(entry, task, metric) for task, metric in METRICS]
@@ -174,12 +177,6 @@ def format_model_zoo(report: Dict, baseline: str = "R50-FPN") -> str:
         rows.append("| " + " | ".join(cells) + " |")
     lines = rows + [""] + [f"- {line}" for line in findings(report)]
     return "\n".join(lines)
-
-
-def _number(value, scale, digits) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value / scale:.{digits}f}"
 
 
 def plot_grid(report: Dict, path: str, cost: str) -> str:

@@ -10,7 +10,11 @@ MISSING = "-"
 
 
 def format_number(
-    value: Optional[float], scale: float = 1.0, digits: int = 1, unit: str = "", missing: str = MISSING
+    value: Optional[float],
+    scale: float = 1.0,
+    digits: int = 1,
+    unit: str = "",
+    missing: str = MISSING,
 ) -> str:
     """
     ``value / scale`` with ``digits`` decimals and an optional unit, e.g.

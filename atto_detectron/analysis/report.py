@@ -10,6 +10,7 @@ from tabulate import tabulate
 from ..modeling import get_attonet_spec
 from .classifiers import CLASSIFIER_BUILDERS, classifier_complexity
 from .complexity import netscore
+from .formatting import format_number, format_ratio
 from ..config import load_config
 from .detection import DETECTOR_PARTS, detection_complexity, r50_fpn_maskrcnn_config
 from .paper_reference import ATTO_MASKRCNN, TABLE2
@@ -150,14 +151,6 @@ def complexity_report(
     }
 
 
-def _millions(x) -> str:
-    return "-" if x is None else f"{x / 1e6:.2f}"
-
-
-def _billions(x) -> str:
-    return "-" if x is None else f"{x / 1e9:.1f}"
-
-
 def _classifier_table(rows) -> str:
     table = []
     for row in rows:
@@ -214,12 +207,12 @@ def _detection_table(detection) -> str:
         table.append(
             [
                 part,
-                _millions(model["params"][part]),
-                _millions(baseline["params"][part]),
-                _ratio(ratios["params"][part]),
-                _billions(model["mult_adds"][part]),
-                _billions(baseline["mult_adds"][part]),
-                _ratio(ratios["mult_adds"][part]),
+                format_number(model["params"][part], 1e6, 2),
+                format_number(baseline["params"][part], 1e6, 2),
+                format_ratio(ratios["params"][part], 1),
+                format_number(model["mult_adds"][part], 1e9, 1),
+                format_number(baseline["mult_adds"][part], 1e9, 1),
+                format_ratio(ratios["mult_adds"][part], 1),
             ]
         )
     headers = [
@@ -232,10 +225,6 @@ def _detection_table(detection) -> str:
         "ratio",
     ]
     return tabulate(table, headers=headers, tablefmt="pipe")
-
-
-def _ratio(x) -> str:
-    return "-" if x is None else f"{x:.1f}x"
 
 
 def format_report(report: Dict) -> str:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..analysis import count_mult_adds, count_parameters, netscore
+from ..analysis.formatting import format_number
 from ..checkpoint import atomic_write
 
 __all__ = ["classifier_results", "format_classifier_results", "write_classifier_results"]
@@ -60,17 +61,16 @@ def write_classifier_results(record: Mapping, path: str) -> str:
 
 def format_classifier_results(record: Mapping) -> str:
     """One line per figure, for the console."""
-    netscore_text = "-" if record["netscore"] is None else f"{record['netscore']:.2f}"
     size = record["image_size"]
     return "\n".join(
         [
             f"{record['model']} on {record.get('num_images', '?')} validation images:",
-            f"  top-1      {record['top1']:.2f}%",
-            f"  top-5      {record['top5']:.2f}%",
-            f"  params     {record['params']:,} ({record['params'] / 1e6:.3f}M)",
-            f"  mult-adds  {record['mult_adds']:,} ({record['mult_adds'] / 1e6:.2f}M at "
+            f"  top-1      {format_number(record['top1'], digits=2, unit='%')}",
+            f"  top-5      {format_number(record['top5'], digits=2, unit='%')}",
+            f"  params     {record['params']:,} ({format_number(record['params'], 1e6, 3, 'M')})",
+            f"  mult-adds  {record['mult_adds']:,} ({format_number(record['mult_adds'], 1e6, 2, 'M')} at "
             f"{size}x{size})",
-            f"  NetScore   {netscore_text} (top-1, params and mult-adds above; alpha=2, "
+            f"  NetScore   {format_number(record['netscore'], digits=2)} (top-1, params and mult-adds above; alpha=2, "
             f"beta=gamma=0.5)",
         ]
     )

@@ -8,6 +8,7 @@ from typing import Dict, Mapping
 from detectron2.config import CfgNode
 
 from ..analysis.detection import detection_complexity
+from ..analysis.formatting import format_number
 
 __all__ = ["summarize_ap", "eval_image_size", "write_results", "format_summary"]
 
@@ -73,12 +74,12 @@ def format_summary(record: Mapping) -> str:
     for dataset, labels in record["summary"].items():
         for label, values in labels.items():
             name = "box AP" if label == "APd" else "mask AP"
-            figures = ", ".join(f"{k} {v:.1f}" for k, v in values.items())
+            figures = ", ".join(f"{k} {format_number(v)}" for k, v in values.items())
             lines.append(f"{dataset}: {label} ({name}): {figures}")
     h, w = record["complexity"]["image_size"]
     lines.append(
-        f"model: {record['params'] / 1e6:.2f}M parameters, {record['mult_adds'] / 1e9:.1f}G "
-        f"mult-adds on a {h}x{w} image"
+        f"model: {format_number(record['params'], 1e6, 2, 'M')} parameters, "
+        f"{format_number(record['mult_adds'], 1e9, 1, 'G')} mult-adds on a {h}x{w} image"
     )
     return "\n".join(lines)
 

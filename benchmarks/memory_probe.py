@@ -1,8 +1,8 @@
 """
 Peak memory of one model, measured in this (fresh) process; prints one JSON line.
-Run by :func:`atto_detectron.deploy.benchmark.measure_peak_memory`:
+Run by :func:`benchmarks.engines.measure_peak_memory`:
 
-    python -m atto_detectron.deploy.memory_probe --config-file configs/atto_maskrcnn_voc.yaml \
+    python -m benchmarks.memory_probe --config-file configs/atto_maskrcnn_voc.yaml \
         --height 800 --width 1067 --engine pytorch --mode inference
 """
 
@@ -13,8 +13,8 @@ import sys
 
 import torch
 
-from .allocator import ALLOCATORS, release_freed_memory, use_allocator
-from .benchmark import (
+from atto_detectron.deploy.allocator import ALLOCATORS, release_freed_memory, use_allocator
+from benchmarks.engines import (
     ENGINES,
     build_benchmark_model,
     make_predictor,
@@ -23,7 +23,7 @@ from .benchmark import (
     rss_bytes,
     synthetic_training_batch,
 )
-from .inputs import image_tensor, synthetic_image
+from atto_detectron.deploy.inputs import image_tensor, synthetic_image
 
 __all__ = ["main"]
 

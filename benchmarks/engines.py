@@ -15,6 +15,7 @@ Fairness rules that every function here keeps:
 """
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -31,12 +32,12 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from ..analysis.detection import _zero_box_regression, fix_test_workload
-from ..config import load_config
-from .export import ExportedModel, export_model, prepare_for_export
-from .fusion import fuse_bn
-from .inputs import detector_inputs, image_tensor, synthetic_image
-from .quantize import int8_dir, quantize_export
+from atto_detectron.analysis.detection import _zero_box_regression, fix_test_workload
+from atto_detectron.config import load_config
+from atto_detectron.deploy.export import ExportedModel, export_model, prepare_for_export
+from atto_detectron.deploy.fusion import fuse_bn
+from atto_detectron.deploy.inputs import detector_inputs, image_tensor, synthetic_image
+from atto_detectron.deploy.quantize import int8_dir, quantize_export
 
 __all__ = [
     "ENGINES",
@@ -59,6 +60,8 @@ __all__ = [
 # TorchScript; exported to ONNX and run by onnxruntime or by OpenVINO's CPU plugin (all
 # from the fused model); that ONNX model quantized to INT8 (post-training, static; see
 # atto_detectron.deploy.quantize) for onnxruntime and, by NNCF, for OpenVINO.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 ENGINES = (
     "pytorch",
     "pytorch-fused",
@@ -358,7 +361,7 @@ def measure_peak_memory(
 ) -> Dict:
     """
     Peak memory of one model in a fresh Python process (``python -m
-    atto_detectron.deploy.memory_probe``), so that no other model's memory counts;
+    benchmarks.memory_probe``), so that no other model's memory counts;
     ``repeats`` processes, and the median of each figure (one process to the next, the
     same run varies by up to about 20%: the allocator's layout differs).
 
@@ -383,7 +386,7 @@ def measure_peak_memory(
     command = [
         sys.executable,
         "-m",
-        "atto_detectron.deploy.memory_probe",
+        "benchmarks.memory_probe",
         "--config-file", config_file,
         "--height", str(image_size[0]),
         "--width", str(image_size[1]),
@@ -397,7 +400,8 @@ def measure_peak_memory(
     command += ["--opts", *opts] if opts else []
     runs = []
     for _ in range(repeats):
-        result = subprocess.run(command, capture_output=True, text=True)
+        # From the repository root, where `python -m benchmarks...` finds the package.
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
         if result.returncode != 0:
             raise RuntimeError(
                 f"memory probe failed for {config_file} {image_size} {engine} {mode}:\n"
