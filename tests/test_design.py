@@ -12,11 +12,17 @@ from atto_detectron import ATTONET_VARIANTS, AttoNetSpec, build_attonet_classifi
 from atto_detectron.analysis import count_parameters, netscore
 from atto_detectron.design import (
     MULTIPLIER_CHOICES,
+    CandidateRecord,
     CellGenerator,
     CellGenome,
     DesignRequirements,
+    ExplorerSettings,
+    Figures,
+    GeneratorRecord,
     GeneratorSettings,
+    RetrainedRecord,
     SearchBudget,
+    SearchState,
     candidate_netscore,
     channel_plans,
     family_summary,
@@ -299,35 +305,47 @@ def test_inheritance_adds_a_projection_and_changes_multipliers():
         )
 
 
+def _figures(accuracy, netscore, feasible):
+    return Figures(
+        accuracy=accuracy, params=1000, mult_adds=2000, latency_ms=None, netscore=netscore,
+        met={"min_accuracy": feasible}, violation=0.0 if feasible else 1.0, feasible=feasible,
+    )  # fmt: skip
+
+
 def _record(candidate_id, generator, accuracy, netscore, feasible):
-    spec = {"stem_channels": 8, "stages": {"res2": [{"out_channels": 32}]}}
-    return {
-        "id": candidate_id, "generator": generator, "parent": 0, "spec": spec,
-        "spec_file": f"candidates/{candidate_id}.yaml", "weights": f"candidates/{candidate_id}.pth",
-        "accuracy": accuracy, "params": 1000, "mult_adds": 2000, "latency_ms": None,
-        "netscore": netscore, "met": {"min_accuracy": feasible}, "feasible": feasible,
-        "violation": 0.0 if feasible else 1.0,
-    }  # fmt: skip
+    return CandidateRecord(
+        id=candidate_id, name=f"candidate-{candidate_id:04d}", generator=generator, parent=0,
+        draws=1, repairs=0, schedule="finetune", spec=uniform_prototype(),
+        spec_file=f"candidates/{candidate_id}.yaml", weights=f"candidates/{candidate_id}.pth",
+        figures=_figures(accuracy, netscore, feasible), seconds=1.0,
+    )  # fmt: skip
 
 
 def test_family_members_that_miss_the_requirements_after_retraining_are_not_kept():
-    state = {
-        "task": "classification", "accuracy_name": "top-1", "input_size": [32, 32],
-        "requirements": {"min_accuracy": 65.0}, "search_seconds": 60.0,
-        "settings": {"name_prefix": "AttoNet-X"},
-        "candidates": [dict(_record(0, None, 70.0, 100.0, True), name="uniform-32"),
-                       _record(1, 0, 72.0, 105.0, True), _record(2, 1, 71.0, 108.0, True)],
-        "generators": [{"index": 0}, {"index": 1}],
-        "retrained": {},
-    }  # fmt: skip
+    prototype = _record(0, None, 70.0, 100.0, True)
+    state = SearchState(
+        task="classification", accuracy_name="top-1", input_size=(32, 32),
+        settings=ExplorerSettings(), evaluation={},
+        requirements=DesignRequirements(min_accuracy=65.0), prototype=prototype.spec,
+        generators=[GeneratorRecord(0, {}, [0], 1), GeneratorRecord(1, {}, [1], 2)],
+        candidates=[prototype, _record(1, 0, 72.0, 105.0, True), _record(2, 1, 71.0, 108.0, True)],
+        search_seconds=60.0,
+    )  # fmt: skip
     for candidate_id, accuracy in ((1, 70.5), (2, 64.0)):  # the second misses the floor
-        final = _record(candidate_id, None, accuracy, 106.0, accuracy >= 65)
-        state["retrained"][str(candidate_id)] = dict(
-            final, schedule="scratch", name=f"AttoNet-X-G{candidate_id - 1}"
-        )
+        name = f"AttoNet-X-G{candidate_id - 1}"
+        state.retrained[candidate_id] = RetrainedRecord(
+            name=name, schedule="scratch", spec_file=f"family/{name}.yaml",
+            weights=f"family/{name}.pth", figures=_figures(accuracy, 106.0, accuracy >= 65),
+            seconds=1.0,
+        )  # fmt: skip
     summary = family_summary(state)
+    assert family_summary(json.loads(json.dumps(state.to_dict()))) == summary
     assert [row["name"] for row in summary["family"]] == ["AttoNet-X-G0", "AttoNet-X-G1"]
     assert [row["kept"] for row in summary["family"]] == [True, False]
     assert summary["kept"] == ["AttoNet-X-G0"]
     markdown = format_family_table(summary)
     assert "min_accuracy NO | NO |" in markdown and "Kept: AttoNet-X-G0." in markdown
+    # Counts with 3 significant digits, figures with 2 decimals, "-" where not measured.
+    assert "| uniform-32 (prototype) | human | 8 / 32-64-128-256 | 70.00 | 70.00 | 1K | 2K | - "
+    "| 100.00 | min_accuracy yes | - |" in markdown
+    assert "| G1 | 1 | 1 | 108.00 | yes |" in markdown and "Search time: 1.0 min." in markdown

@@ -110,6 +110,7 @@ def test_candidate_config_scales_the_schedule():
         )
 
 
+@pytest.mark.slow
 def test_detection_search_smoke(synthetic_voc, tmp_path):
     config = DetectionSearchConfig(
         SYNTH_CONFIG,
@@ -129,16 +130,17 @@ def test_detection_search_smoke(synthetic_voc, tmp_path):
         ExplorerSettings(population=1, num_elite=2, retrain=False),
     )  # fmt: skip
     state = explorer.run(SearchBudget(candidates=1), progress=False)
-    prototype, candidate = state["candidates"]
-    assert candidate["parent"] == 0 and candidate["schedule"] == "finetune"
+    prototype, candidate = state.candidates
+    assert candidate.parent == 0 and candidate.schedule == "finetune"
     for record in (prototype, candidate):
-        assert 0 <= record["accuracy"] <= 100 and "bbox" in record["metrics"]
+        figures = record.figures
+        assert 0 <= figures.accuracy <= 100 and "bbox" in figures.metrics
         # The whole detector's complexity, not only the backbone's.
-        assert record["params"] > 1_000_000 and record["mult_adds"] > 0
+        assert figures.params > 1_000_000 and figures.mult_adds > 0
     # Its weights load into the detector that its spec file configures.
     cfg = explorer.evaluator.candidate_cfg(
-        os.path.join(output, candidate["spec_file"]), "finetune", 0, str(tmp_path / "x")
+        os.path.join(output, candidate.spec_file), "finetune", 0, str(tmp_path / "x")
     )
     model = build_model(cfg)
-    model.load_state_dict(torch.load(os.path.join(output, candidate["weights"])))
+    model.load_state_dict(torch.load(os.path.join(output, candidate.weights)))
     assert not os.path.exists(os.path.join(output, "candidates", "0001_finetune"))

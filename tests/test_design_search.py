@@ -1,9 +1,10 @@
 """tools/explore_design.py and DesignExplorer on generated classification data."""
 
-import importlib.util
 import json
 import os
+import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,9 +13,14 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
 from atto_detectron import add_attonet_config, build_attonet_classifier, load_attonet_spec
+from atto_detectron.analysis import count_parameters
 from atto_detectron.classification import build_classification_data, evaluate_classifier
 from atto_detectron.design import (
+    CLASSIFIER_LAYOUT,
     STATE_FILE,
+    CandidateEvaluator,
+    CandidateRecord,
+    CandidateResult,
     CellGenerator,
     CellGenome,
     ClassificationEvaluator,
@@ -23,7 +29,9 @@ from atto_detectron.design import (
     DesignRequirements,
     ExplorerSettings,
     GeneratorSettings,
+    RetrainedRecord,
     SearchBudget,
+    SearchState,
     family_summary,
     get_prototype,
     load_state,
@@ -31,7 +39,7 @@ from atto_detectron.design import (
 )
 from atto_detectron.synthetic import make_synthetic_imagefolder
 
-from .conftest import CONFIGS, REPO_ROOT
+from .conftest import CONFIGS, load_tool
 
 
 @pytest.fixture(autouse=True)
@@ -43,16 +51,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "explore_design", os.path.join(REPO_ROOT, "tools", "explore_design.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-explore_design = _load_tool()
+explore_design = load_tool("explore_design")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +74,7 @@ def _search_argv(data, output, requirements):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_search_finds_a_family_that_beats_the_prototype(shapes, tmp_path):
     requirements = tmp_path / "requirements.yaml"
     requirements.write_text("min_accuracy: 70\n")
@@ -84,7 +84,7 @@ def test_search_finds_a_family_that_beats_the_prototype(shapes, tmp_path):
 
     prototype = summary["prototype"]
     assert prototype["feasible"], "the prototype itself should meet the floor on this data"
-    assert len(state["candidates"]) == 7 and len(state["generators"]) == 2
+    assert len(state.candidates) == 7 and len(state.generators) == 2
     family = summary["family"]
     assert family
     search_scores = [row["search"]["netscore"] for row in family]
@@ -144,16 +144,18 @@ def _tiny_explorer(data, output, resume=False):
     )  # fmt: skip
 
 
-def _comparable(state):
-    """The state without times (which differ between runs)."""
-    state = json.loads(json.dumps(state))
+def _comparable(state: SearchState, latency: bool = True):
+    """The state's JSON form without times (which differ between runs)."""
+    state = state.to_dict()
     state.pop("search_seconds")
     for record in state["candidates"] + list(state["retrained"].values()):
         record.pop("seconds")
-        assert record.pop("latency_ms") > 0
+        if latency:
+            assert record.pop("latency_ms") > 0
     return state
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_with_the_same_result(shapes, tmp_path, monkeypatch):
     budget = SearchBudget(candidates=3)
     uninterrupted = _tiny_explorer(shapes, str(tmp_path / "full")).run(budget, progress=False)
@@ -183,7 +185,7 @@ def test_killed_search_resumes_with_the_same_result(shapes, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         killed.run(budget, progress=False)
     saved = load_state(output)
-    assert [c["id"] for c in saved["candidates"]] == [0, 1, 2]
+    assert [c.id for c in saved.candidates] == [0, 1, 2]
     assert not [f for _, _, files in os.walk(output) for f in files if ".tmp." in f]
 
     resumed = _tiny_explorer(shapes, output, resume=True).run(budget, progress=False)
@@ -192,22 +194,20 @@ def test_killed_search_resumes_with_the_same_result(shapes, tmp_path, monkeypatc
 
     # Budgets: the prototype fails the parameter budget; samples over it were drawn again
     # (and, after max_draws, scaled down), so every candidate fits.
-    prototype, *candidates = resumed["candidates"]
-    assert prototype["met"] == {"max_params": False, "max_latency_ms": True}
-    assert all(c["params"] <= 40_000 and c["met"]["max_params"] for c in candidates)
-    assert any(c["draws"] > 1 for c in candidates)
+    prototype, *candidates = resumed.candidates
+    assert prototype.figures.met == {"max_params": False, "max_latency_ms": True}
+    assert all(c.figures.params <= 40_000 and c.figures.met["max_params"] for c in candidates)
+    assert any(c.draws > 1 for c in candidates)
     # Weights are kept for the prototype, the elite, the last generator's elite (parents
     # of its candidates) and the family; the others are deleted.
     family = {row["candidate"] for row in family_summary(resumed)["family"]}
-    best = min(resumed["candidates"], key=ranking_key)["id"]
-    keep = {0, best} | set(resumed["generators"][-1]["elite"]) | family
-    assert {c["id"] for c in resumed["candidates"] if c["weights"]} == keep
-    assert len(keep) < len(resumed["candidates"])
+    best = min(resumed.candidates, key=ranking_key).id
+    keep = {0, best} | set(resumed.generators[-1].elite) | family
+    assert {c.id for c in resumed.candidates if c.weights} == keep
+    assert len(keep) < len(resumed.candidates)
     on_disk = sorted(os.listdir(os.path.join(output, "candidates")))
     assert [f for f in on_disk if f.endswith(".pth")] == [f"{i:04d}.pth" for i in sorted(keep)]
-    assert all(
-        os.path.isfile(os.path.join(output, r["weights"])) for r in resumed["retrained"].values()
-    )
+    assert all(os.path.isfile(os.path.join(output, r.weights)) for r in resumed.retrained.values())
 
 
 def test_resume_refuses_another_search(shapes, tmp_path):
@@ -217,7 +217,8 @@ def test_resume_refuses_another_search(shapes, tmp_path):
     explorer._save_state()  # an empty search with these settings
     with pytest.raises(FileExistsError, match="--resume"):
         _tiny_explorer(shapes, output)
-    state = load_state(output)
+    with open(os.path.join(output, STATE_FILE)) as f:
+        state = json.load(f)
     state["settings"]["seed"] = 4
     with open(os.path.join(output, STATE_FILE), "w") as f:
         json.dump(state, f)
@@ -252,3 +253,116 @@ def test_proposals_meet_the_budgets(shapes, tmp_path):
     genome, draws, repairs = explorer._propose(generator, 5, "candidate")
     assert draws == explorer.settings.max_draws and repairs >= 1
     assert evaluator.count_parameters(genome.to_spec("c")) <= 5_000
+
+
+# ---------------------------------------------------------------- the state's records
+
+
+class _QuickEvaluator(CandidateEvaluator):
+    """Builds each candidate and inherits weights, but trains nothing: a search in seconds."""
+
+    task = "classification"
+    accuracy_name = "top-1"
+    layout = CLASSIFIER_LAYOUT
+    input_size = (32, 32)
+
+    def settings(self):
+        return {"num_classes": 4, "image_size": (32, 32)}  # a tuple: JSON has lists
+
+    def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
+        torch.manual_seed(seed)
+        model = build_attonet_classifier(spec_path, num_classes=4)
+        if initialize is not None:
+            initialize(model)
+        params = count_parameters(model)
+        accuracy = 60.0 + (seed % 1000) / 50.0  # 60..80, fixed by the candidate's seed
+        metrics = {"top1": accuracy, "seed": np.uint32(seed % 2**32)}  # numbers as numpy's
+        return CandidateResult(accuracy, params, 10 * params, None, metrics, model.state_dict())
+
+
+def _quick_explorer(output, resume=False):
+    return DesignExplorer(
+        _QuickEvaluator(), get_prototype("uniform", base_width=8),
+        DesignRequirements(min_accuracy=62), output,
+        ExplorerSettings(population=2, num_elite=2, seed=1), resume=resume,
+    )  # fmt: skip
+
+
+def test_state_round_trips_through_its_json_file(tmp_path):
+    output = str(tmp_path / "search")
+    state = _quick_explorer(output).run(SearchBudget(candidates=4), progress=False)
+    assert state.retrained, "the test needs a family"
+    with open(os.path.join(output, STATE_FILE)) as f:
+        data = json.load(f)
+    assert data == state.to_dict()
+    assert load_state(output) == state
+    assert SearchState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+    # The keys of the state files that the explorer wrote before it had typed records,
+    # so that searches started then still resume.
+    assert list(data) == [
+        "version", "task", "accuracy_name", "input_size", "settings", "evaluation",
+        "requirements", "prototype", "generators", "candidates", "retrained", "search_seconds",
+    ]  # fmt: skip
+    figures = [
+        "accuracy", "params", "mult_adds", "latency_ms", "netscore", "met", "violation",
+        "feasible", "metrics",
+    ]  # fmt: skip
+    assert [list(c) for c in data["candidates"]] == [
+        ["id", "name", "generator", "parent", "draws", "repairs", "schedule", "spec",
+         "spec_file", "weights"] + figures + ["seconds"]
+    ] * 5  # fmt: skip
+    assert [set(r) for r in data["retrained"].values()] == [
+        {"schedule", "name", "spec_file", "weights", "seconds", *figures}
+    ] * len(state.retrained)
+    assert list(data["generators"][0]) == ["index", "distribution", "elite", "first_candidate"]
+    assert data["evaluation"]["image_size"] == [32, 32]
+    assert data["candidates"][0]["metrics"]["seed"] == state.settings.seed_for(0) % 2**32
+    prototype = state.candidates[0]
+    assert prototype.generator is None and prototype.parent is None and prototype.id == 0
+    assert data["candidates"][0]["spec"] == state.prototype.to_dict()
+
+
+def test_search_resumes_from_its_state_file(tmp_path):
+    budget = SearchBudget(candidates=3)  # G_0: candidates 1 and 2; G_1: 3
+    uninterrupted = _quick_explorer(str(tmp_path / "full")).run(budget, progress=False)
+
+    output = str(tmp_path / "killed")
+
+    def kill_after_candidate_2(record):
+        assert isinstance(record, CandidateRecord)
+        if record.id == 2:
+            raise KeyboardInterrupt  # the state with candidate 2 is saved
+
+    with pytest.raises(KeyboardInterrupt):
+        _quick_explorer(output).run(budget, progress=False, on_candidate=kill_after_candidate_2)
+    saved = load_state(output)
+    assert [c.id for c in saved.candidates] == [0, 1, 2] and not saved.retrained
+    assert all(isinstance(c, CandidateRecord) for c in saved.candidates)
+    assert [c.parent for c in saved.candidates] == [None, 0, 0]
+
+    explorer = _quick_explorer(output, resume=True)
+    assert explorer.state == saved
+    resumed = explorer.run(budget, progress=False)
+    assert _comparable(resumed, latency=False) == _comparable(uninterrupted, latency=False)
+    assert resumed.retrained, "the test needs a family"
+    assert all(isinstance(r, RetrainedRecord) for r in resumed.retrained.values())
+    assert family_summary(resumed) == family_summary(load_state(output).to_dict())
+
+
+def test_invalid_state_files_are_refused_with_their_name(tmp_path):
+    output = str(tmp_path / "search")
+    _quick_explorer(output).run(SearchBudget(candidates=0), progress=False)
+    path = os.path.join(output, STATE_FILE)
+    with open(path) as f:
+        data = json.load(f)
+    del data["candidates"][0]["spec_file"]
+    with open(path, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(ValueError, match=re.escape(path) + " is not a search state.*new --output"):
+        load_state(output)
+    data["version"] = 2
+    with open(path, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(ValueError, match="version 2 is not supported"):
+        _quick_explorer(output, resume=True)

@@ -3,10 +3,12 @@ Machine-driven design exploration: new AttoNets from a human prototype and requi
 
 A person fixes the network-level prototype (:mod:`.space`) and the requirements
 (:mod:`.requirements`: accuracy floor, parameter, mult-add and latency budgets); the
-:class:`DesignExplorer` (:mod:`.explorer`) searches the module cells with successive
-generators (:mod:`.generator`), each candidate inheriting weights from a parent
-(:mod:`.inherit`) and trained briefly on the task (:mod:`.evaluate`), to maximise
-NetScore (:mod:`.objective`); :mod:`.report` writes the family's table and plot.
+:class:`DesignExplorer` (:mod:`.explorer`, settings in :mod:`.settings`) searches the
+module cells with successive generators (:mod:`.generator`), each candidate inheriting
+weights from a parent (:mod:`.inherit`) and trained briefly on the task
+(:mod:`.evaluate`), to maximise NetScore (:mod:`.objective`); the search state is typed
+records (:mod:`.records`) saved in the search's folder (:mod:`.folder`); :mod:`.family`
+picks and retrains the family; :mod:`.report` writes the family's table and plot.
 ``tools/explore_design.py`` runs it.
 """
 
@@ -18,15 +20,9 @@ from .evaluate import (
     DetectionEvaluator,
     DetectionSearchConfig,
 )
-from .explorer import (
-    STATE_FILE,
-    DesignExplorer,
-    ExplorerSettings,
-    SearchBudget,
-    derive_family,
-    load_state,
-    parse_budget,
-)
+from .explorer import DesignExplorer
+from .family import FamilyMember, derive_family, retrain_member
+from .folder import STATE_FILE, SearchFolder, load_state
 from .generator import CellGenerator, GeneratorSettings
 from .inherit import (
     CLASSIFIER_LAYOUT,
@@ -37,8 +33,17 @@ from .inherit import (
     inherit_weights,
 )
 from .objective import candidate_netscore, measure_latency_ms, ranking_key
+from .records import (
+    STATE_VERSION,
+    CandidateRecord,
+    Figures,
+    GeneratorRecord,
+    RetrainedRecord,
+    SearchState,
+)
 from .report import family_summary, format_family_table, plot_family, write_report
 from .requirements import DesignRequirements, load_requirements, parse_count
+from .settings import ExplorerSettings, SearchBudget, parse_budget
 from .space import MULTIPLIER_CHOICES, CellGenome, get_prototype, uniform_prototype
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -24,16 +24,23 @@ def candidate_netscore(accuracy: float, params: float, mult_adds: float) -> Opti
     return netscore(accuracy, params, mult_adds)
 
 
-def ranking_key(record: Mapping) -> Tuple:
+def ranking_key(record) -> Tuple:
     """
     Sort key, best first: candidates that meet every requirement come first, by NetScore;
-    then the others, by how far they are from meeting them (``record["violation"]``).
-    Ties go to the earlier candidate.
+    then the others, by how far they are from meeting them (their violation). Ties go to
+    the earlier candidate.
+
+    Args:
+        record: a :class:`~atto_detectron.design.records.CandidateRecord`, or a mapping
+            with its "violation", "netscore" and "id".
     """
-    if record["violation"] == 0:
-        score = record["netscore"]
-        return (0, -(score if score is not None else -math.inf), record["id"])
-    return (1, record["violation"], record["id"])
+    if isinstance(record, Mapping):
+        violation, score, index = record["violation"], record["netscore"], record["id"]
+    else:
+        violation, score, index = record.figures.violation, record.figures.netscore, record.id
+    if violation == 0:
+        return (0, -(score if score is not None else -math.inf), index)
+    return (1, violation, index)
 
 
 @torch.no_grad()

@@ -3,10 +3,13 @@
 import json
 import math
 import os
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Union
 
+from ..analysis.formatting import MISSING, format_number
 from ..checkpoint import atomic_write
-from .explorer import derive_family
+from ..modeling import AttoNetSpec
+from .family import derive_family
+from .records import Figures, SearchState
 
 __all__ = ["family_summary", "format_family_table", "plot_family", "write_report"]
 
@@ -19,95 +22,118 @@ _REQUIREMENT_LABELS = {
 
 
 def _count(value: Optional[float]) -> str:
+    """A count with 3 significant digits and a K, M or G suffix: "66.1K", "540K", "1.2M"."""
     if value is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        return MISSING
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3), ("", 1.0)):
         if value >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:g}"
+            break
+    scaled = value / scale
+    digits = max(0, 2 - math.floor(math.log10(scaled))) if scaled > 0 else 0
+    text = format_number(value, scale, digits)
+    # No trailing zeros, as in the budgets that people write ("1.2M", not "1.20M").
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text + unit
 
 
-def _widths(spec: Mapping) -> str:
-    """ "stem / o_res2-o_res3-..." of a spec dict."""
-    stages = "-".join(str(modules[0]["out_channels"]) for modules in spec["stages"].values())
-    return f"{spec['stem_channels']} / {stages}"
+def _widths(spec: AttoNetSpec) -> str:
+    """ "stem / o_res2-o_res3-..." of a spec."""
+    stages = "-".join(str(modules[0].out_channels) for modules in spec.stages)
+    return f"{spec.stem_channels} / {stages}"
 
 
-def _figures(record: Mapping) -> Dict:
+def _figures(figures: Figures) -> Dict:
+    """The figures that the report shows."""
     return {
-        k: record[k]
-        for k in ("accuracy", "params", "mult_adds", "latency_ms", "netscore", "met", "feasible")
+        "accuracy": figures.accuracy,
+        "params": figures.params,
+        "mult_adds": figures.mult_adds,
+        "latency_ms": figures.latency_ms,
+        "netscore": figures.netscore,
+        "met": figures.met,
+        "feasible": figures.feasible,
     }
 
 
-def family_summary(state: Mapping) -> Dict:
+def family_summary(state: Union[SearchState, Mapping]) -> Dict:
     """
+    Args:
+        state: the search state, or its JSON form (the state file's content).
+
     Returns:
         dict: "prototype" and "family" rows (each with "search" and "final" figures: the
         final ones are the retrained network's when the family was retrained), the
         generators and whether each joined the sequence, and every candidate's figures.
     """
-    candidates = state["candidates"]
-    prototype = candidates[0]
+    if isinstance(state, Mapping):
+        state = SearchState.from_dict(state)
+    prototype = state.prototype_record
     family = derive_family(state)
-    in_sequence = {member["generator"] for member in family}
+    in_sequence = {member.generator for member in family}
     rows = []
     for member in family:
-        record = member["candidate"]
-        final = state["retrained"].get(str(record["id"]))
-        row = {
-            "name": member["name"],
-            "generator": member["generator"],
-            "candidate": record["id"],
-            "widths": _widths(record["spec"]),
-            "search": _figures(record),
-            "final": _figures(final) if final else None,
-            "final_schedule": final["schedule"] if final else None,
-            "spec_file": final["spec_file"] if final else record["spec_file"],
-            "weights": final["weights"] if final else record["weights"],
-        }
-        figures = row["final"] or row["search"]
-        row["beats_prototype"] = bool(
-            figures["netscore"] is not None
-            and (prototype["netscore"] is None or figures["netscore"] > prototype["netscore"])
+        record = member.candidate
+        final = state.retrained.get(record.id)
+        # The verdict is on the final figures: retrained from scratch, a member can miss
+        # a floor it met after fine-tuning in the search.
+        figures = (final or record).figures
+        beats_prototype = bool(
+            figures.netscore is not None
+            and (
+                prototype.figures.netscore is None or figures.netscore > prototype.figures.netscore
+            )
         )
-        # The verdict on the final figures: retrained from scratch, a member can miss a
-        # floor it met after fine-tuning in the search.
-        row["kept"] = bool(figures["feasible"] and row["beats_prototype"])
-        rows.append(row)
+        rows.append(
+            {
+                "name": member.name,
+                "generator": member.generator,
+                "candidate": record.id,
+                "widths": _widths(record.spec),
+                "search": _figures(record.figures),
+                "final": _figures(final.figures) if final else None,
+                "final_schedule": final.schedule if final else None,
+                "spec_file": (final or record).spec_file,
+                "weights": (final or record).weights,
+                "beats_prototype": beats_prototype,
+                "kept": bool(figures.feasible and beats_prototype),
+            }
+        )
     generators = []
-    for generator in state["generators"]:
-        k = generator["index"]
-        own = [c for c in candidates if c["generator"] == k]
-        feasible = [c["netscore"] for c in own if c["feasible"] and c["netscore"] is not None]
+    for generator in state.generators:
+        k = generator.index
+        own = [c for c in state.candidates if c.generator == k]
+        feasible = [
+            c.figures.netscore for c in own if c.figures.feasible and c.figures.netscore is not None
+        ]
         generators.append(
             {
                 "index": k,
-                "candidates": [c["id"] for c in own],
+                "candidates": [c.id for c in own],
                 "feasible": len(feasible),
                 "best_netscore": max(feasible) if feasible else None,
                 "in_sequence": k in in_sequence,
             }
         )
     return {
-        "task": state["task"],
-        "accuracy_name": state["accuracy_name"],
-        "input_size": state["input_size"],
-        "requirements": state["requirements"],
+        "task": state.task,
+        "accuracy_name": state.accuracy_name,
+        "input_size": list(state.input_size),
+        "requirements": state.requirements.to_dict(),
         "prototype": dict(
-            _figures(prototype),
-            name=prototype["name"],
-            spec_file=prototype["spec_file"],
-            widths=_widths(prototype["spec"]),
+            _figures(prototype.figures),
+            name=prototype.name,
+            spec_file=prototype.spec_file,
+            widths=_widths(prototype.spec),
         ),
         "family": rows,
         "kept": [row["name"] for row in rows if row["kept"]],
         "generators": generators,
         "candidates": [
-            dict(_figures(c), id=c["id"], generator=c["generator"], parent=c["parent"])
-            for c in candidates
+            dict(_figures(c.figures), id=c.id, generator=c.generator, parent=c.parent)
+            for c in state.candidates
         ],
-        "search_seconds": state["search_seconds"],
+        "search_seconds": state.search_seconds,
     }
 
 
@@ -127,8 +153,19 @@ def _met_text(figures: Mapping) -> str:
     return ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in figures["met"].items())
 
 
-def _netscore_text(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _figure_cells(search: Mapping, final: Mapping) -> str:
+    """The table's cells from accuracy in search to the final requirements."""
+    return " | ".join(
+        (
+            format_number(search["accuracy"], digits=2),
+            format_number(final["accuracy"], digits=2),
+            _count(final["params"]),
+            _count(final["mult_adds"]),
+            format_number(final["latency_ms"], digits=2, unit=" ms"),
+            format_number(final["netscore"], digits=2),
+            _met_text(final),
+        )
+    )
 
 
 def format_family_table(summary: Mapping) -> str:
@@ -147,19 +184,12 @@ def format_family_table(summary: Mapping) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     p = summary["prototype"]
-    lines.append(
-        f"| {p['name']} (prototype) | human | {p['widths']} | {p['accuracy']:.2f} | "
-        f"{p['accuracy']:.2f} | "
-        f"{_count(p['params'])} | {_count(p['mult_adds'])} | {_latency(p)} | "
-        f"{_netscore_text(p['netscore'])} | {_met_text(p)} | - |"
-    )
+    lines.append(f"| {p['name']} (prototype) | human | {p['widths']} | {_figure_cells(p, p)} | - |")
     for row in summary["family"]:
         final = row["final"] or row["search"]
         lines.append(
             f"| {row['name']} | G{row['generator']}, candidate {row['candidate']} | "
-            f"{row['widths']} | {row['search']['accuracy']:.2f} | {final['accuracy']:.2f} | "
-            f"{_count(final['params'])} | {_count(final['mult_adds'])} | {_latency(final)} | "
-            f"{_netscore_text(final['netscore'])} | {_met_text(final)} | "
+            f"{row['widths']} | {_figure_cells(row['search'], final)} | "
             f"{'yes' if row['kept'] else 'NO'} |"
         )
     if not summary["family"]:
@@ -186,15 +216,11 @@ def format_family_table(summary: Mapping) -> str:
     for g in summary["generators"]:
         lines.append(
             f"| G{g['index']} | {len(g['candidates'])} | {g['feasible']} | "
-            f"{_netscore_text(g['best_netscore'])} | {'yes' if g['in_sequence'] else 'no'} |"
+            f"{format_number(g['best_netscore'], digits=2)} | "
+            f"{'yes' if g['in_sequence'] else 'no'} |"
         )
-    lines += ["", f"Search time: {summary['search_seconds'] / 60:.1f} min.", ""]
+    lines += ["", f"Search time: {format_number(summary['search_seconds'], 60, 1, ' min')}.", ""]
     return "\n".join(lines)
-
-
-def _latency(figures: Mapping) -> str:
-    value = figures.get("latency_ms")
-    return "-" if value is None else f"{value:.2f} ms"
 
 
 def plot_family(summary: Mapping, path: str) -> str:

@@ -1,0 +1,105 @@
+"""
+The family of a design search: the best candidates of the successively better generators,
+and their final training.
+"""
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import List
+
+from .evaluate import CandidateEvaluator
+from .folder import SearchFolder
+from .objective import ranking_key
+from .records import CandidateRecord, Figures, RetrainedRecord, SearchState
+from .requirements import DesignRequirements
+from .settings import ExplorerSettings
+
+__all__ = ["FamilyMember", "derive_family", "retrain_member"]
+
+
+@dataclass(frozen=True)
+class FamilyMember:
+    """
+    Attributes:
+        generator: k of the generator G_k in the sequence.
+        candidate: G_k's best candidate that meets the requirements.
+        name: the member's name ("<prefix>-G<k>").
+    """
+
+    generator: int
+    candidate: CandidateRecord
+    name: str
+
+
+def derive_family(state: SearchState) -> List[FamilyMember]:
+    """
+    The sequence of successively better generators and their best candidates: generator k
+    joins it when its best candidate that meets the requirements has a higher NetScore
+    than the prototype and every earlier generator in the sequence.
+    """
+    prototype = state.prototype_record
+    if prototype is None:
+        return []
+    figures = prototype.figures
+    best = figures.netscore if figures.feasible and figures.netscore else -math.inf
+    family = []
+    for generator in state.generators:
+        k = generator.index
+        scored = [
+            c for c in state.candidates
+            if c.generator == k and c.figures.feasible and c.figures.netscore is not None
+        ]  # fmt: skip
+        if not scored:
+            continue
+        winner = min(scored, key=ranking_key)
+        if winner.figures.netscore > best:
+            best = winner.figures.netscore
+            family.append(FamilyMember(k, winner, state.settings.member_name(k)))
+    return family
+
+
+def retrain_member(
+    member: FamilyMember,
+    evaluator: CandidateEvaluator,
+    requirements: DesignRequirements,
+    settings: ExplorerSettings,
+    folder: SearchFolder,
+) -> RetrainedRecord:
+    """
+    Writes ``member``'s spec file and weights to ``family/`` in ``folder``: retrained from
+    scratch when ``settings.retrain`` (so that its accuracy owes nothing to its ancestors'
+    training), else the weights and figures of the search.
+    """
+    record, name = member.candidate, member.name
+    spec = dataclasses.replace(record.spec, name=name)
+    spec_file = os.path.join("family", f"{name}.yaml")
+    folder.save_spec(spec, spec_file)
+    weights = os.path.join("family", f"{name}.pth")
+    start = time.perf_counter()
+    if settings.retrain:
+        # The prototype's schedule and seed: the same training, the same images.
+        result = evaluator.evaluate(
+            spec,
+            folder.path(spec_file),
+            "scratch",
+            settings.seed_for(0),
+            initialize=None,
+            measure_latency=requirements.needs_latency,
+        )
+        schedule, figures = "scratch", Figures.measure(result, requirements)
+        folder.save_weights(result.state_dict, weights)
+    else:
+        schedule, figures = "search", copy.deepcopy(record.figures)
+        folder.copy(record.weights, weights)
+    return RetrainedRecord(
+        name=name,
+        schedule=schedule,
+        spec_file=spec_file,
+        weights=weights,
+        figures=figures,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,100 @@
+"""The explorer's settings and its search budget."""
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from .generator import GeneratorSettings
+
+__all__ = ["SearchBudget", "parse_budget", "ExplorerSettings"]
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """Stop starting candidates after ``candidates`` of them, or after ``minutes``."""
+
+    candidates: Optional[int] = None
+    minutes: Optional[float] = None
+
+    def __post_init__(self):
+        if (self.candidates is None) == (self.minutes is None):
+            raise ValueError("a budget is a number of candidates or a number of minutes")
+        if (self.candidates is not None and self.candidates < 0) or (
+            self.minutes is not None and self.minutes < 0
+        ):
+            raise ValueError(f"a budget cannot be negative: {self}")
+
+    def exhausted(self, candidates: int, seconds: float) -> bool:
+        if self.candidates is not None:
+            return candidates >= self.candidates
+        return seconds >= 60.0 * self.minutes
+
+    def __str__(self):
+        if self.candidates is not None:
+            return f"{self.candidates} candidates"
+        return f"{self.minutes:g} minutes"
+
+
+def parse_budget(text: str) -> SearchBudget:
+    """ "12" -> 12 candidates; "30m", "30min" -> 30 minutes; "2h" -> 120 minutes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*(m|min|h)?\s*", str(text))
+    if not match:
+        raise ValueError(
+            f"budget {text!r}: give a number of candidates (e.g. 12) or of minutes "
+            f"(e.g. 30m, 2h)"
+        )
+    value, unit = match.groups()
+    if unit is None:
+        if "." in value:
+            raise ValueError(f"budget {text!r}: a number of candidates must be an integer")
+        return SearchBudget(candidates=int(value))
+    return SearchBudget(minutes=float(value) * (60.0 if unit == "h" else 1.0))
+
+
+@dataclass(frozen=True)
+class ExplorerSettings:
+    """
+    Attributes:
+        population: candidates per generator.
+        num_elite: how many of the best candidates so far steer the next generator and
+            serve as parents.
+        seed: seeds every random draw (with the candidate's id).
+        retrain: retrain the family from scratch at the end (see
+            :mod:`~atto_detectron.design.explorer`).
+        name_prefix: family members are named "<prefix>-G<k>" after their generator.
+        max_draws: samples drawn from the generator for one candidate until one meets
+            the parameter and mult-add budgets.
+        max_repairs: times the last draw, still over budget, is scaled down before it is
+            evaluated anyway (and then fails the indicator).
+        generator: see :class:`~atto_detectron.design.generator.GeneratorSettings`.
+    """
+
+    population: int = 4
+    num_elite: int = 3
+    seed: int = 0
+    retrain: bool = True
+    name_prefix: str = "AttoNet-X"
+    max_draws: int = 10
+    max_repairs: int = 8
+    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+
+    def __post_init__(self):
+        if self.population < 1 or self.num_elite < 1:
+            raise ValueError("population and num_elite must be at least 1")
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "ExplorerSettings":
+        return cls(**dict(data, generator=GeneratorSettings(**data["generator"])))
+
+    def seed_for(self, candidate_id: int) -> int:
+        """The seed of every random draw for candidate ``candidate_id``."""
+        return int(np.random.SeedSequence([self.seed, candidate_id]).generate_state(1)[0])
+
+    def member_name(self, generator: int) -> str:
+        """The name of generator ``generator``'s family member."""
+        return f"{self.name_prefix}-G{generator}"
