@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY = "$$(tools/ensure_env.sh)/bin/python"
 
-.PHONY: demo test env lock complexity classify-demo explore-demo bench backbone-grid clean
+.PHONY: demo test test-fast env lock complexity classify-demo explore-demo bench backbone-grid clean
 
 # Where train_net looks for datasets: $DETECTRON2_DATASETS, as Detectron2 (default ./datasets).
 DATASETS_DIR := $(or $(DETECTRON2_DATASETS),datasets)
@@ -13,8 +13,8 @@ SYNTH_VOC := $(DATASETS_DIR)/VOCsynth/VOC2012
 SYNTH_IMAGEFOLDER := $(DATASETS_DIR)/synth_imagefolder
 DEMO_CONFIG := configs/synth/atto_maskrcnn_synth.yaml
 DEMO_OUTPUT := output/atto_maskrcnn_synth
-# Training processes of the demo (Detectron2's launch with Gloo), one per core of the
-# 2-core reference machine; the config's 4 images per iteration are split among them
+# Training processes of the demo (Detectron2's launch with Gloo), one per core of a
+# 2-core machine; the config's 4 images per iteration are split among them
 # (1, 2 or 4 processes). The demo config trains on the CPU: GPUs are hidden from launch,
 # which would otherwise start NCCL, for CUDA tensors only.
 DEMO_PROCESSES ?= 2
@@ -34,6 +34,11 @@ demo: $(SYNTH_VOC)/ImageSets/Segmentation/val.txt
 
 test:
 	$(PY) -m pytest -q tests
+
+# The tests without the slow ones (training, processes, design search, export) and
+# without the GPU ones: about a minute on 2 cores. `make test` runs them all.
+test-fast:
+	$(PY) -m pytest -q -m "not slow and not cuda" tests
 
 # The generated data sets, made when absent; each marker file is written after all images.
 $(SYNTH_VOC)/ImageSets/Segmentation/val.txt:
@@ -65,8 +70,8 @@ explore-demo: $(SYNTH_IMAGEFOLDER)/dataset.json
 # Mask R-CNN (JSON, tables and plots in output/benchmarks; every engine at several sizes,
 # which takes long on a CPU).
 bench:
-	$(PY) benchmarks/bench_inference.py
-	$(PY) benchmarks/bench_train.py
+	$(PY) -m benchmarks.bench_inference
+	$(PY) -m benchmarks.bench_train
 
 # Mask R-CNN with each backbone of the grid (AttoNet-A..D, AttoNet-A with Detectron2's
 # head widths, MobileNet-V2, ShuffleNet-V2, ResNet-50), seeds 0 and 1, on the generated

@@ -60,6 +60,17 @@ def synthetic_voc(tmp_path_factory):
     return voc_root
 
 
+@pytest.fixture
+def one_thread():
+    """Runs the test on one intra-op thread, then restores the previous count."""
+    # Small layers gain nothing from a second thread, and threads spinning for work make
+    # tests many times slower when other processes share the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -11,6 +11,9 @@ from detectron2.modeling import Backbone
 
 from atto_detectron import ATTONET_VARIANTS, AttoNet, build_attonet_classifier
 
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Table 2's parameter counts, and the exact counts of Table 1's clean reading
 # (stem + 16 modules + FC, BNs on the stem, module inputs, after compression and mixing).
 PAPER_PARAMS_M = {"A": 2.97, "B": 1.87, "C": 1.06, "D": 0.32}
@@ -39,6 +42,7 @@ def test_classifier_rejects_unknown_variant():
         build_attonet_classifier("AttoNet-Z")
 
 
+@pytest.mark.slow
 def test_classifier_trains():
     model = build_attonet_classifier("D", num_classes=3)
     x, y = torch.randn(6, 3, 64, 64), torch.tensor([0, 1, 2, 0, 1, 2])

@@ -1,7 +1,6 @@
 """Classifier training on ImageFolder data: learning, resume, processes, bad input, results."""
 
 import filecmp
-import importlib.util
 import json
 import os
 
@@ -23,30 +22,13 @@ from atto_detectron.classification import (
 )
 from atto_detectron.synthetic import make_synthetic_imagefolder, synthetic_class_names
 
-from .conftest import REPO_ROOT
+from .conftest import load_tool
 
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO_ROOT, "tools", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+# AttoNet-D's layers on 24x24 images are too small to gain from a second thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Small enough for seconds of training on a CPU: 24x24 crops of 32x32 images.
 IMAGE_SIZE = 24
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # AttoNet-D's layers on 24x24 images are too small to gain from a second thread, and
-    # spinning threads make them many times slower when other processes load the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _config(**kwargs):
@@ -113,6 +95,7 @@ def test_synthetic_imagefolder_is_deterministic(tmp_path):
         synthetic_class_names(33)
 
 
+@pytest.mark.slow
 def test_attonet_d_learns_well_above_chance_in_seconds(shapes, tmp_path):
     data = _data(shapes, batch_size=24)
     torch.manual_seed(0)
@@ -138,6 +121,7 @@ def test_attonet_d_learns_well_above_chance_in_seconds(shapes, tmp_path):
         assert f.read() == "model_final.pth"
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):
     data = _data(tiny)  # 48 images: 3 iterations per epoch
     torch.manual_seed(0)
@@ -205,6 +189,7 @@ def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):
         mismatched.resume_or_load(resume=True)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_before_the_step_and_keeps_the_checkpoint(tiny, tmp_path, monkeypatch):
     data = _data(tiny)  # 3 iterations per epoch: a checkpoint after iteration 2
     model = build_attonet_classifier("D", num_classes=4)
@@ -240,6 +225,7 @@ def _two_process_worker(root, output_dir):
     )
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_one_model_and_count_each_image_once(tiny, tmp_path):
     launch(_two_process_worker, 2, dist_url="auto", args=(str(tiny), str(tmp_path)))
     rank0 = torch.load(tmp_path / "rank0.pth")
@@ -315,8 +301,9 @@ def test_step_schedule_and_warmup():
     assert lrs == pytest.approx([0.5, 0.75, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
 
 
+@pytest.mark.slow
 def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, capsys, monkeypatch):
-    tool = _load_tool("train_classifier")
+    tool = load_tool("train_classifier")
     output = tmp_path / "out"
     argv = [
         "--variant", "D", "--data-root", str(tiny), "--num-classes", "5",
@@ -347,7 +334,7 @@ def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, caps
 
     # The results file feeds analyze_complexity's NetScore column.
     assert read_accuracies([str(output / "results.json")]) == {"AttoNet-D": record["top1"]}
-    analyze = _load_tool("analyze_complexity")
+    analyze = load_tool("analyze_complexity")
     captured = {}
 
     def complexity_report(*args, accuracies=None, **kwargs):
@@ -362,7 +349,7 @@ def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, caps
 
 
 def test_tool_rejects_bad_arguments(tiny):
-    tool = _load_tool("train_classifier")
+    tool = load_tool("train_classifier")
 
     def check(*argv):
         tool.check_args(tool.get_parser().parse_args(["--data-root", str(tiny), *argv]))

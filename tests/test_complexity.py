@@ -19,6 +19,9 @@ from atto_detectron.analysis.report import complexity_report, format_report, par
 
 from .conftest import CONFIGS, REPO_ROOT
 
+# Counting runs each model once: a second thread gains little there (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _hand_count(spec, num_classes=51, size=224):
     """Mult-adds of conv and FC layers, from the spec alone."""
@@ -80,6 +83,7 @@ def test_parse_accuracies():
         parse_accuracies("A=high")
 
 
+@pytest.mark.slow
 def test_r50_faster_rcnn_matches_detectron2_reference_counts():
     # Detectron2's tests/test_model_analysis.py: Faster R-CNN R50-FPN, random weights,
     # 800x800 input: 117 G conv mult-adds, 41,699,936 parameters (26,799,296 backbone).
@@ -117,6 +121,7 @@ def test_workload_is_fixed_at_the_configs_maxima():
     assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
 
 
+@pytest.mark.slow
 def test_atto_maskrcnn_is_2x_smaller_and_5x_cheaper_than_r50():
     cfg = load_config(os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml"), device="cpu")
     atto = detection_complexity(cfg, image_size=(800, 1067))
@@ -126,6 +131,7 @@ def test_atto_maskrcnn_is_2x_smaller_and_5x_cheaper_than_r50():
     assert r50["mult_adds"]["total"] >= 5 * atto["mult_adds"]["total"]
 
 
+@pytest.mark.slow
 def test_complexity_tool_writes_json_and_tables(tmp_path, capsys):
     import runpy
     import sys
@@ -163,6 +169,7 @@ def test_complexity_tool_writes_json_and_tables(tmp_path, capsys):
     assert "| AttoNet-D" in printed and "mask head" in printed and f"{ratio:.1f}x" in printed
 
 
+@pytest.mark.slow
 def test_format_report_mentions_paper_figures():
     report = complexity_report(
         os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml"),

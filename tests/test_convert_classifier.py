@@ -1,6 +1,5 @@
 """tools/convert_classifier_to_d2.py: classifier weights into Atto-MaskRCNN's backbone."""
 
-import importlib.util
 import os
 import pickle
 
@@ -16,20 +15,15 @@ from atto_detectron import add_attonet_config, build_attonet_classifier
 from atto_detectron.checkpoint import AtomicCheckpointer
 from atto_detectron.classification import PIXEL_MEAN_RGB, PIXEL_STD_RGB
 
-from .conftest import CONFIGS, REPO_ROOT
+from .conftest import CONFIGS, load_tool
+
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEM_CONV = "stem.conv1.weight"
 
 
-def _load_tool():
-    path = os.path.join(REPO_ROOT, "tools", "convert_classifier_to_d2.py")
-    spec = importlib.util.spec_from_file_location("convert_classifier_to_d2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_tool = _load_tool()
+convert_tool = load_tool("convert_classifier_to_d2")
 
 
 @pytest.fixture(scope="module")

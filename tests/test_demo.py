@@ -1,6 +1,5 @@
 """tools/demo.py: drawings of predictions, odd image modes, bad inputs and outputs."""
 
-import importlib.util
 import os
 
 import cv2
@@ -18,7 +17,10 @@ from detectron2.utils.visualizer import ColorMode
 from atto_detectron.config import load_config
 from atto_detectron.visualization import VisualizationPredictor, load_image, output_paths
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
+from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, load_tool
+
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 # Random weights: every score is about 1/21, so a threshold of 0 draws detections and a
@@ -26,16 +28,7 @@ CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 OPTS = ["MODEL.ATTONET.VARIANT", "D", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.DEVICE", "cpu"]
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location(
-        "demo", os.path.join(REPO_ROOT, "tools", "demo.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
+demo = load_tool("demo")
 
 
 def _image(path, mode="RGB", size=(200, 150)):

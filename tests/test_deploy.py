@@ -15,6 +15,9 @@ from atto_detectron.deploy import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
 
 from .conftest import CONFIGS
 
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Outputs of the fused model must equal the original's within this (float32 rounding).
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 

@@ -20,6 +20,9 @@ from atto_detectron.config import load_config
 
 from .conftest import CONFIGS, REPO_ROOT
 
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_import_registers_both_builders():
     assert BACKBONE_REGISTRY.get("build_attonet_backbone") is atto_detectron.build_attonet_backbone
@@ -190,6 +193,7 @@ def _readme_block(name):
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow
 def test_readme_backbone_swap_builds_a_trainable_attonet_fpn_model():
     namespace = {}
     exec(_readme_block("backbone-swap"), namespace)
@@ -206,6 +210,7 @@ def test_readme_backbone_swap_builds_a_trainable_attonet_fpn_model():
     assert isinstance(model.backbone.bottom_up, AttoNet)
 
 
+@pytest.mark.slow
 def test_atto_maskrcnn_voc_config_trains_one_step():
     cfg = _load("atto_maskrcnn_voc.yaml")
     cfg.MODEL.ATTONET.VARIANT = "D"  # the smallest, to keep the test fast

@@ -24,6 +24,9 @@ from atto_detectron.deploy import (
 
 from .conftest import CONFIGS, REPO_ROOT
 
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D_CONFIG = os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")
 # AttoNet-D Mask R-CNN on small images with few proposals and detections (the heads'
 # cost does not shrink with the image) keeps exports and checks to seconds.
@@ -58,6 +61,7 @@ def _check(model, exported_dir, images, backbone_only, engine=None):
     return exported
 
 
+@pytest.mark.slow
 def test_backbone_onnx_export_matches_pytorch(model, images, tmp_path):
     # (TorchScript: test_export_model_cli, whose own check runs the same comparison.)
     export_model(model, images[0], str(tmp_path), "onnx", backbone_only=True)
@@ -67,6 +71,7 @@ def test_backbone_onnx_export_matches_pytorch(model, images, tmp_path):
         assert exported.info["output_names"] == ["p2", "p3", "p4", "p5", "p6"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "export_format, method, engine",
     [
@@ -83,6 +88,7 @@ def test_mask_rcnn_export_matches_pytorch(model, images, tmp_path, export_format
     _check(model, str(tmp_path), images, backbone_only=False, engine=engine)
 
 
+@pytest.mark.slow
 def test_onnx_export_without_detections_runs_in_every_engine(images, tmp_path):
     # No box left after the score threshold: both NMS see no boxes. The traced graph has
     # no If around NMS (OpenVINO made up one detection of garbage from that If).
@@ -101,6 +107,7 @@ def test_onnx_export_without_detections_runs_in_every_engine(images, tmp_path):
         assert instances.pred_masks.shape == (0, 1, 28, 28)
 
 
+@pytest.mark.slow
 def test_exported_model_rejects_an_engine_of_another_format(model, images, tmp_path):
     export_model(model, images[0], str(tmp_path), "torchscript", backbone_only=True)
     with pytest.raises(ValueError, match="runs with torchscript"):
@@ -123,6 +130,7 @@ def test_export_model_rejects_scripting_to_onnx(model, images, tmp_path):
         ExportedModel(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_export_model_cli(tmp_path):
     sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
     try:
@@ -140,6 +148,7 @@ def test_export_model_cli(tmp_path):
         cli.main(argv + ["--output", str(out), "--export-method", "scripting", "--format", "onnx"])
 
 
+@pytest.mark.slow
 def test_empty_batch_group_norm_matches_and_runs_empty_in_onnxruntime(tmp_path):
     # The mask head's batch is the detections: an image without any gives an empty one.
     onnxruntime = pytest.importorskip("onnxruntime")

@@ -190,6 +190,7 @@ def _zero_box_regression(model):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lazy_name, yacs_name", PAIRS, ids=PAIR_IDS)
 def test_lazy_model_has_the_yacs_mult_adds(lazy_name, yacs_name):
     lazy, yacs = (_zero_box_regression(m) for m in _build_models(lazy_name, yacs_name, True))
@@ -231,7 +232,14 @@ def test_lazy_data_is_the_yacs_data(lazy_name, yacs_name):
     assert lazy.evaluator.dataset_name == lazy.test.dataset.names
 
 
-@pytest.mark.parametrize("lazy_name, yacs_name", PAIRS, ids=PAIR_IDS)
+# Stepping through a VOC schedule (27,000 iterations) takes seconds; synth's is short.
+SCHEDULE_PAIRS = [
+    pytest.param(lazy, yacs, id=lazy, marks=() if "synth" in lazy else pytest.mark.slow)
+    for lazy, yacs in PAIRS
+]
+
+
+@pytest.mark.parametrize("lazy_name, yacs_name", SCHEDULE_PAIRS)
 def test_lazy_schedule_is_the_yacs_schedule(lazy_name, yacs_name):
     lazy_cfg, yacs_cfg = _lazy_config(lazy_name), _yacs_config(yacs_name)
     lazy_model, yacs_model = _models(lazy_name, yacs_name)
@@ -361,6 +369,7 @@ def lazy_run(synthetic_voc, tmp_path_factory):
     return output_dir, first_metrics, eval_dir
 
 
+@pytest.mark.slow
 def test_lazy_training_writes_checkpoints_and_evaluates(lazy_run):
     output_dir, first_metrics, _ = lazy_run
     files = set(os.listdir(output_dir))
@@ -375,6 +384,7 @@ def test_lazy_training_writes_checkpoints_and_evaluates(lazy_run):
     assert len(_predictions(os.path.join(output_dir, "inference"))) > 0
 
 
+@pytest.mark.slow
 def test_lazy_resume_continues_from_the_checkpoint(lazy_run):
     output_dir, _, _ = lazy_run
     losses = [m for m in _metrics(output_dir) if "total_loss" in m]
@@ -387,6 +397,7 @@ def test_lazy_resume_continues_from_the_checkpoint(lazy_run):
         assert f.read().strip() == "model_final.pth"
 
 
+@pytest.mark.slow
 def test_lazy_eval_only_evaluates_the_trained_weights(lazy_run):
     output_dir, _, eval_dir = lazy_run
     trained = _predictions(os.path.join(output_dir, "inference"))

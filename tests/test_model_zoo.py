@@ -15,6 +15,9 @@ from atto_detectron.model_zoo import model_zoo as model_zoo_module
 
 from .conftest import CONFIGS
 
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ZOO_CONFIGS = model_zoo.list_configs()
 
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
+
 from .conftest import REPO_ROOT
 
 
@@ -16,6 +18,7 @@ def test_install_requires_leaves_detectron2_and_opencv_to_the_user():
     assert not any("opencv" in name for name in names)
 
 
+@pytest.mark.slow
 def test_import_without_opencv():
     # A None entry in sys.modules makes `import cv2` raise ImportError.
     code = (

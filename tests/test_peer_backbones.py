@@ -18,6 +18,9 @@ from atto_detectron.modeling import StagedBackbone, mobilenet_v2_backbone, shuff
 from .conftest import CONFIGS
 from .test_detectron2_integration import _train_step_and_infer
 
+# These small models and inputs gain nothing from a second thread (see one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FACTORIES = {"mobilenet_v2": mobilenet_v2_backbone, "shufflenet_v2": shufflenet_v2_backbone}
 CHANNELS = {"mobilenet_v2": [24, 32, 96, 1280], "shufflenet_v2": [24, 116, 232, 1024]}
 
@@ -94,6 +97,7 @@ def test_norm_options_replace_every_batch_norm(norm, norm_class):
     assert norms and all(isinstance(m, norm_class) for m in norms)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FACTORIES)
 def test_synth_config_trains_a_step_and_predicts(name):
     cfg = load_config(os.path.join(CONFIGS, f"synth/mask_rcnn_{name}_FPN_synth.yaml"))

@@ -1,6 +1,5 @@
 """The generated VOC-layout data: determinism, layout, and what the scenes contain."""
 
-import importlib.util
 import os
 import xml.etree.ElementTree as ET
 
@@ -12,16 +11,7 @@ from atto_detectron.data import VOC_CLASS_NAMES, voc_palette
 from atto_detectron.synthetic import SYNTHETIC_CLASSES, render_sample
 from atto_detectron.synthetic.voc import write_sbd_sample
 
-from .conftest import REPO_ROOT, SYNTH_SIZES
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic_voc", os.path.join(REPO_ROOT, "tools", "make_synthetic_voc.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import SYNTH_SIZES, load_tool
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +82,7 @@ def test_every_outline_is_void(samples):
 
 
 def test_tool_writes_a_dataset(tmp_path, capsys):
-    tool = _load_tool()
+    tool = load_tool("make_synthetic_voc")
     tool.main(["--out", str(tmp_path / "VOCsynth"), "--train", "3", "--val", "2", "--workers", "0"])
     root = tmp_path / "VOCsynth" / "VOC2012"
     assert (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split() == [

@@ -1,6 +1,5 @@
 """tools/train_net.py: training, evaluation, resume, NaN guard, multi-process."""
 
-import importlib.util
 import json
 import os
 import re
@@ -13,23 +12,14 @@ from detectron2.engine import launch
 
 from atto_detectron import add_attonet_config
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, register_synthetic_voc
+from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, load_tool, register_synthetic_voc
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 # Generated VOC-layout data, read by the VOC loader (the synthetic_voc fixture).
 TRAIN, VAL = SYNTH_DATASETS["train"], SYNTH_DATASETS["val"]
 
 
-def _load_train_net():
-    spec = importlib.util.spec_from_file_location(
-        "train_net", os.path.join(REPO_ROOT, "tools", "train_net.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_net = _load_train_net()
+train_net = load_tool("train_net")
 
 
 def _args(output_dir, *extra, eval_only=False, resume=False, max_iter=12, period=4, num_gpus=1):
@@ -67,6 +57,7 @@ def trained(synthetic_voc, tmp_path_factory):
     return output_dir, results
 
 
+@pytest.mark.slow
 def test_training_losses_are_finite_and_fall(trained):
     output_dir, _ = trained
     losses = [m["total_loss"] for m in _metrics(output_dir) if "total_loss" in m]
@@ -75,6 +66,7 @@ def test_training_losses_are_finite_and_fall(trained):
     assert losses[-1] < 0.8 * losses[0]
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_and_results(trained):
     output_dir, results = trained
     files = set(os.listdir(output_dir))
@@ -91,6 +83,7 @@ def test_training_writes_checkpoints_and_results(trained):
     assert any("segm/AP50" in m for m in _metrics(output_dir))
 
 
+@pytest.mark.slow
 def test_eval_only_reports_ap_keys(trained, capsys):
     output_dir, _ = trained
     weights = str(output_dir / "model_final.pth")
@@ -103,6 +96,7 @@ def test_eval_only_reports_ap_keys(trained, capsys):
     assert record["iteration"] == 29
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(synthetic_voc, tmp_path, monkeypatch):
     # Interrupt a run right after its checkpoint at iteration 7 (period 4: files at 3, 7).
     class Interrupted(Exception):
@@ -146,6 +140,7 @@ def test_resume_continues_from_the_last_checkpoint(synthetic_voc, tmp_path, monk
         assert f.read() == "model_final.pth"
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_before_the_step(synthetic_voc, tmp_path, monkeypatch):
     cfg = train_net.setup(_args(tmp_path, max_iter=6, period=2))
     trainer = train_net.AttoTrainer(cfg)
@@ -182,6 +177,7 @@ def _two_process_worker(output_dir, voc_root):
     )
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training_keeps_ranks_identical(synthetic_voc, tmp_path):
     launch(
         _two_process_worker,

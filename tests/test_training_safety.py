@@ -170,6 +170,7 @@ def test_a_new_run_does_not_overwrite_an_earlier_one(synthetic_voc, tmp_path):
     assert not (tmp_path / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_models_checkpoint(synthetic_voc, tmp_path):
     _train(_args(tmp_path, max_iter=2, period=1))  # AttoNet-D
     config_yaml = (tmp_path / "config.yaml").read_text()
@@ -232,6 +233,7 @@ def _run_killed(output_dir, voc_root, kill_after_iteration):
     assert child.wait() == -signal.SIGKILL, "the training process ended before it was killed"
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(synthetic_voc, uninterrupted, tmp_path):
     expected_dir, expected = uninterrupted
     _run_killed(tmp_path, synthetic_voc, kill_after_iteration=6)
@@ -249,6 +251,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(synthetic_voc, unint
     assert iterations == sorted(set(iterations)) == _iterations(expected_dir)
 
 
+@pytest.mark.slow
 def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(
     synthetic_voc, uninterrupted, tmp_path, checkpointer_log
 ):
@@ -305,6 +308,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
 
 
+@pytest.mark.slow
 def test_a_diverging_learning_rate_stops_at_the_last_healthy_checkpoint(synthetic_voc, tmp_path):
     # At this learning rate the boxes of the RPN become infinite within a few steps;
     # Detectron2's own check raises there, inside the forward pass.
@@ -318,6 +322,7 @@ def test_a_diverging_learning_rate_stops_at_the_last_healthy_checkpoint(syntheti
     assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_divergence_on_the_command_line_is_one_message(synthetic_voc, tmp_path):
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
@@ -419,6 +424,7 @@ def _diverge_on_one_process_worker(output_dir):
         json.dump(stopped_at, f)
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_in_one_process_stops_every_process_at_that_iteration(tmp_path):
     launch(_diverge_on_one_process_worker, 2, dist_url="auto", args=(str(tmp_path),))
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
@@ -428,6 +434,7 @@ def test_a_non_finite_loss_in_one_process_stops_every_process_at_that_iteration(
     assert "the loss of another process became NaN" in rank0[1]
 
 
+@pytest.mark.slow
 @pytest.mark.cuda
 def test_amp_training_on_a_gpu_is_not_stopped(synthetic_voc, tmp_path):
     args = _args(
@@ -473,6 +480,7 @@ def _voc_configs_worker(output_dir, voc_root):
         )
 
 
+@pytest.mark.slow
 def test_every_voc_config_trains_in_two_cpu_processes(synthetic_voc, tmp_path):
     launch(_voc_configs_worker, 2, dist_url="auto", args=(str(tmp_path), synthetic_voc))
     for name in VOC_CONFIGS:

@@ -274,6 +274,7 @@ def test_coco_json_is_cached_and_follows_changes(voc_copy, registered, tmp_path)
 # Registration under $DETECTRON2_DATASETS
 
 
+@pytest.mark.slow
 def test_builtin_datasets_are_registered_lazily_under_detectron2_datasets(synthetic_voc, tmp_path):
     datasets = tmp_path / "datasets"
     shutil.copytree(synthetic_voc, datasets / "VOCsynth" / "VOC2012")
@@ -517,6 +518,7 @@ def test_train_aug_reads_voc_pngs_and_sbd_mat_files(sbd_datasets):
     assert sbd_objects >= 4
 
 
+@pytest.mark.slow
 def test_registered_train_aug_loads_voc2012_and_sbd_under_detectron2_datasets(sbd_datasets):
     voc_root, sbd_root = sbd_datasets
     assert os.path.dirname(voc_root) == os.path.dirname(sbd_root)
