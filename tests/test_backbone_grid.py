@@ -185,3 +185,42 @@ def test_report_from_runs_and_benchmark_writes_json_docs_and_plots(tmp_path):
     )
     assert (tmp_path / "MODEL_ZOO.md").read_text() == page
     assert report["models"].keys() == saved["models"].keys()
+
+
+def test_runs_and_benchmark_recorded_in_the_json_count_as_done_while_the_recipe_holds(
+    tmp_path, monkeypatch
+):
+    models = ["AttoNet-A", "AttoNet-D"]
+    recipe = grid.recipe_fingerprint(grid.GRID["AttoNet-A"])
+    assert recipe != grid.recipe_fingerprint(grid.GRID["AttoNet-D"])
+    run = {"seed": 0, "recipe": recipe, "iteration": 1100}
+    run.update(read_run_metrics(_results(60, 50)))
+    stale = dict(run, recipe="0" * 16)
+    recorded = {
+        "benchmark": {"command": "python -m benchmarks.bench_inference ...", "machine": {}},
+        "models": {
+            "AttoNet-A": {"latency_ms": 900.0, "mult_adds": 3e10, "runs": [run]},
+            "AttoNet-D": {"latency_ms": 800.0, "mult_adds": 2e10, "runs": [stale]},
+        },
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(recorded))
+    commands = []
+    monkeypatch.setattr(
+        subprocess,
+        "run",
+        lambda command, **kw: commands.append(command) or subprocess.CompletedProcess(command, 0),
+    )
+    argv = [
+        "--output-dir", str(tmp_path / "grid"), "--models", *models, "--seeds", "0",
+        "--json", str(tmp_path / "grid.json"), "--docs", str(tmp_path / "MODEL_ZOO.md"),
+        "--images", str(tmp_path / "images"),
+    ]  # fmt: skip
+    report = grid.main(argv)
+    # No benchmark (recorded for both models), and only the run with a stale recipe trains.
+    assert [c[c.index("--config-file") + 1] for c in commands] == [grid.GRID["AttoNet-D"]]
+    assert report["models"]["AttoNet-A"]["runs"] == [run]
+    assert report["models"]["AttoNet-A"]["latency_ms"] == 900.0
+    assert report["models"]["AttoNet-D"]["runs"] == []
+    assert report["benchmark"]["command"] == recorded["benchmark"]["command"]
+    saved = json.loads((tmp_path / "grid.json").read_text())
+    assert saved["models"]["AttoNet-A"]["accuracy"]["box"]["AP50"]["mean"] == 60

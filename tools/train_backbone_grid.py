@@ -12,11 +12,15 @@ and writes the results JSON, two plots and docs/MODEL_ZOO.md.
 
 The runs take hours on 2 CPU cores: the tool resumes where it stopped. A finished run
 (its results.json) is kept, an interrupted one continues from its last checkpoint
-(tools/train_net.py --resume), and the benchmark runs once. Seed 0 of every model
-trains first, then seed 1; R50's second seed comes last.
+(tools/train_net.py --resume), and the benchmark runs once. Runs and the benchmark
+already recorded in the results JSON count as done too, so the grid continues on
+another machine from the committed JSON alone; a recorded run counts only while its
+config still gives the same recipe (the fingerprint of the merged config). Seed 0 of
+every model trains first, then seed 1; R50's second seed comes last.
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -96,6 +100,45 @@ def get_parser():
     return parser
 
 
+def recipe_fingerprint(config: str) -> str:
+    """
+    A short hash of the merged training config (``_BASE_`` files and defaults included),
+    with the keys that differ between runs of one model (seed, output folder) blanked:
+    equal for two runs exactly when they train the same recipe.
+    """
+    from atto_detectron.config import load_config
+
+    cfg = load_config(os.path.join(REPO_ROOT, config), ["SEED", -1, "OUTPUT_DIR", ""], "cpu")
+    return hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
+
+
+def load_recorded(path: str) -> dict:
+    """The results JSON of an earlier invocation (perhaps on another machine), or {}."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f, object_pairs_hook=OrderedDict)
+
+
+def recorded_runs(recorded: dict, models) -> dict:
+    """(model, seed) -> the run recorded in ``recorded`` whose recipe is still the config's."""
+    runs = {}
+    for name in models:
+        entry = recorded.get("models", {}).get(name)
+        if not entry or not entry.get("runs"):
+            continue
+        recipe = recipe_fingerprint(GRID[name])
+        for run in entry["runs"]:
+            if run.get("recipe") == recipe:
+                runs[(name, run["seed"])] = run
+            else:
+                logger.info(
+                    f"{name} seed {run['seed']}: recorded with another recipe "
+                    f"({run.get('recipe')} against {recipe} now), trains again"
+                )
+    return runs
+
+
 def planned_runs(models, seeds):
     """(model, seed) in training order: each seed for all models, R50's later seeds last."""
     runs = [(m, s) for s in seeds for m in models if m != BASELINE or s == seeds[0]]
@@ -114,12 +157,16 @@ def train_command(args, model: str, seed: int):
     ]  # fmt: skip
 
 
-def train_missing_runs(args):
-    """Trains (or resumes) every planned run without a results.json, up to --max-runs."""
+def train_missing_runs(args, recorded=()):
+    """
+    Trains (or resumes) every planned run that has neither a results.json nor an entry
+    in ``recorded`` ((model, seed) pairs), up to --max-runs.
+    """
     todo = [
         (m, s)
         for m, s in planned_runs(args.models, args.seeds)
-        if not os.path.isfile(os.path.join(run_dir(args, m, s), "results.json"))
+        if (m, s) not in recorded
+        and not os.path.isfile(os.path.join(run_dir(args, m, s), "results.json"))
     ]
     if args.max_runs is not None:
         todo = todo[: args.max_runs]
@@ -141,10 +188,21 @@ def benchmark_dir(args) -> str:
     return os.path.join(args.output_dir, "benchmark")
 
 
-def run_benchmark(args):
-    """One side-by-side run of benchmarks/bench_inference.py for all models, once."""
+def benchmark_recorded(recorded: dict, models) -> bool:
+    """Whether ``recorded`` holds a benchmark run that measured every model of the grid."""
+    entries = recorded.get("models", {})
+    return bool(recorded.get("benchmark", {}).get("command")) and all(
+        entries.get(name, {}).get("latency_ms") for name in models
+    )
+
+
+def run_benchmark(args, recorded=None):
+    """
+    One side-by-side run of benchmarks/bench_inference.py for all models, once: not when
+    its output exists or ``recorded`` already holds one for every model.
+    """
     path = os.path.join(benchmark_dir(args), "inference.json")
-    if os.path.isfile(path):
+    if os.path.isfile(path) or benchmark_recorded(recorded or {}, args.models):
         return
     command = [
         sys.executable, "-m", "benchmarks.bench_inference", "--models", *args.models,
@@ -167,19 +225,34 @@ def backbone_parameters(config: str) -> int:
     return count_parameters(model.backbone.bottom_up)
 
 
-def collect(args) -> dict:
-    """The grid's report from the finished runs and the benchmark."""
+COST_KEYS = (
+    "benchmark_config", "params", "mult_adds", "latency_ms", "latency_ratio_paired", "memory_mb",
+)  # fmt: skip
+
+
+def collect(args, recorded=None) -> dict:
+    """
+    The grid's report from the finished runs and the benchmark under --output-dir, and,
+    where those are missing, from the runs and the benchmark in ``recorded`` (the results
+    JSON of an earlier invocation).
+    """
+    recorded = recorded or {}
     bench_path = os.path.join(benchmark_dir(args), "inference.json")
     bench = {}
     if os.path.isfile(bench_path):
         with open(bench_path) as f:
             bench = json.load(f)
+    elif benchmark_recorded(recorded, args.models):
+        bench = {"command": None, **recorded["benchmark"], "recorded": recorded["models"]}
+    earlier_runs = recorded_runs(recorded, args.models)
     short = str(BENCHMARK_SHORT_EDGE)
     models = OrderedDict()
     for name in args.models:
         entry = {"config": GRID[name], "backbone_params": backbone_parameters(GRID[name])}
         measured = bench.get("results", {}).get(name)
-        if measured:
+        if "recorded" in bench:
+            entry.update({key: bench["recorded"][name].get(key) for key in COST_KEYS})
+        elif measured:
             size = measured["sizes"][short]
             entry["benchmark_config"] = measured["config"]
             entry["params"] = measured["params"]
@@ -190,16 +263,20 @@ def collect(args) -> dict:
             memory = size.get("memory", {}).get(BENCHMARK_ENGINE)
             entry["memory_mb"] = memory["inference_mb"] if memory else None
         runs = []
+        recipe = recipe_fingerprint(GRID[name])
         for seed in args.seeds:
             path = os.path.join(run_dir(args, name, seed), "results.json")
             if not os.path.isfile(path):
+                if (name, seed) in earlier_runs:
+                    runs.append(earlier_runs[(name, seed)])
                 continue
             with open(path) as f:
                 results = json.load(f)
             runs.append(
                 {
                     "seed": seed,
-                    "results": os.path.relpath(path, REPO_ROOT),
+                    "recipe": recipe,
+                    "results": os.path.relpath(os.path.abspath(path), REPO_ROOT),
                     "iteration": results.get("iteration"),
                     **read_run_metrics(results),
                 }
@@ -297,10 +374,11 @@ def main(argv=None):
             report = json.load(f, object_pairs_hook=OrderedDict)
         write_docs(report, args)
         return report
+    recorded = load_recorded(args.json)
     if not args.report_only:
-        run_benchmark(args)
-        train_missing_runs(args)
-    report = collect(args)
+        run_benchmark(args, recorded)
+        train_missing_runs(args, recorded_runs(recorded, args.models))
+    report = collect(args, recorded)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)
