@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY = "$$(tools/ensure_env.sh)/bin/python"
 
-.PHONY: demo test test-fast env lock complexity classify-demo explore-demo bench backbone-grid clean
+.PHONY: demo test test-fast lint env lock complexity classify-demo explore-demo bench backbone-grid clean
 
 # Where train_net looks for datasets: $DETECTRON2_DATASETS, as Detectron2 (default ./datasets).
 DATASETS_DIR := $(or $(DETECTRON2_DATASETS),datasets)
@@ -32,8 +32,14 @@ demo: $(SYNTH_VOC)/ImageSets/Segmentation/val.txt
 		           | sed 's|.*|$(SYNTH_VOC)/JPEGImages/&.jpg|') \
 		--opts MODEL.WEIGHTS $(DEMO_OUTPUT)/model_final.pth
 
-test:
+# The lint (ruff, configured in pyproject.toml), the formatter's check (black) and every
+# test; CI runs this target.
+test: lint
 	$(PY) -m pytest -q tests
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m black --check --quiet .
 
 # The tests without the slow ones (training, processes, design search, export) and
 # without the GPU ones: about a minute on 2 cores. `make test` runs them all.

@@ -23,7 +23,7 @@ LAST_CHECKPOINT = "last_checkpoint"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read (truncated, corrupt or unsafe), named in the message."""
+    """A checkpoint file that cannot be read (truncated, corrupt or unsafe), named in the error."""
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -55,7 +55,8 @@ class AtomicCheckpointer(DetectionCheckpointer):
         nonfinite = _nonfinite_tensors(model_state)
         if nonfinite:
             self.logger.error(
-                f"Not saving checkpoint {name}: the weights hold NaN/inf ({', '.join(nonfinite[:3])}"
+                f"Not saving checkpoint {name}: the weights hold NaN/inf "
+                f"({', '.join(nonfinite[:3])}"
                 f"{', ...' if len(nonfinite) > 3 else ''}). The last checkpoint stays "
                 f"{self.get_checkpoint_file() or 'none'}."
             )

@@ -30,16 +30,7 @@ from atto_detectron.analysis.complexity import count_parameters
 from atto_detectron.analysis.detection import detection_complexity
 from atto_detectron.config import load_config
 from atto_detectron.deploy import image_tensor, synthetic_image
-from benchmarks.engines import (
-    BENCHMARK_CALIBRATION_IMAGES,
-    ENGINES,
-    build_benchmark_model,
-    make_predictor,
-    measure_peak_memory,
-    time_interleaved,
-)
 from atto_detectron.deploy.quantize import calibration_images
-
 from benchmarks.common import (
     BENCHMARKS_DOC,
     MODELS,
@@ -56,6 +47,14 @@ from benchmarks.common import (
     timing_entry,
     write_doc_section,
     write_json,
+)
+from benchmarks.engines import (
+    BENCHMARK_CALIBRATION_IMAGES,
+    ENGINES,
+    build_benchmark_model,
+    make_predictor,
+    measure_peak_memory,
+    time_interleaved,
 )
 
 MEMORY_KEY = "inference_mb"
@@ -76,46 +75,62 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, DEFAULT_SIZES, repeats=5)
     parser.add_argument(
-        "--engines", nargs="+", default=list(DEFAULT_ENGINES), choices=ENGINES,
+        "--engines",
+        nargs="+",
+        default=list(DEFAULT_ENGINES),
+        choices=ENGINES,
         help="how the models run: PyTorch eager as built, with BN fused, fused + "
         "channels-last, traced TorchScript, ONNX in onnxruntime or OpenVINO, and that "
         "ONNX model quantized to INT8 for onnxruntime or (NNCF) OpenVINO, calibrated on "
         f"{BENCHMARK_CALIBRATION_IMAGES} training images of the config, or synthetic "
         "images where its dataset is absent (default: all)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--memory-engines", nargs="+", default=["pytorch", "pytorch-fused-cl"],
-        choices=ENGINES, help="engines whose peak memory is measured (a process each)",
-    )  # fmt: skip
+        "--memory-engines",
+        nargs="+",
+        default=["pytorch", "pytorch-fused-cl"],
+        choices=ENGINES,
+        help="engines whose peak memory is measured (a process each)",
+    )
     parser.add_argument(
-        "--memory-repeats", type=int, default=3,
+        "--memory-repeats",
+        type=int,
+        default=3,
         help="fresh processes per memory figure; the median is kept (default 3)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--no-mult-adds", action="store_true", help="skip counting mult-adds per size"
     )
     parser.add_argument(
-        "--results", nargs="*", default=[], metavar="NAME=FILE",
+        "--results",
+        nargs="*",
+        default=[],
+        metavar="NAME=FILE",
         help="results.json of trained models for the accuracy plot (default: "
         "output/<config name>/results.json where present)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--docs-section", metavar="NAME",
+        "--docs-section",
+        metavar="NAME",
         help="also write the results as section NAME of --docs (none by default)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--docs", default=BENCHMARKS_DOC, metavar="FILE",
+        "--docs",
+        default=BENCHMARKS_DOC,
+        metavar="FILE",
         help="the Markdown file of --docs-section (default: docs/BENCHMARKS.md)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--from-json", metavar="FILE",
+        "--from-json",
+        metavar="FILE",
         help="measure nothing: write --docs-section from an inference.json",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="a quick check: shortest edge 320, PyTorch eager only, 1 warm-up, 2 repeats, "
         "one memory probe (explicit --sizes/--repeats/--engines/... still apply)",
-    )  # fmt: skip
+    )
     return parser
 
 

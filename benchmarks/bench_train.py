@@ -25,14 +25,6 @@ import torch
 from atto_detectron.analysis.complexity import count_parameters
 from atto_detectron.analysis.detection import detection_complexity
 from atto_detectron.config import load_config
-from benchmarks.engines import (
-    build_benchmark_model,
-    make_train_step,
-    measure_peak_memory,
-    synthetic_training_batch,
-    time_interleaved,
-)
-
 from benchmarks.common import (
     MODELS,
     add_common_arguments,
@@ -48,6 +40,13 @@ from benchmarks.common import (
     timing_entry,
     write_json,
 )
+from benchmarks.engines import (
+    build_benchmark_model,
+    make_train_step,
+    measure_peak_memory,
+    synthetic_training_batch,
+    time_interleaved,
+)
 
 MEMORY_KEY = "peak_above_base_mb"
 
@@ -60,21 +59,27 @@ def get_parser():
     add_common_arguments(parser, DEFAULT_SIZES, repeats=5)
     parser.add_argument("--batch-size", type=int, default=2, help="images per iteration")
     parser.add_argument(
-        "--memory-repeats", type=int, default=1,
+        "--memory-repeats",
+        type=int,
+        default=1,
         help="fresh processes per memory figure; the median is kept (default 1)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--no-mult-adds", action="store_true", help="skip counting (inference) mult-adds"
     )
     parser.add_argument(
-        "--results", nargs="*", default=[], metavar="NAME=FILE",
+        "--results",
+        nargs="*",
+        default=[],
+        metavar="NAME=FILE",
         help="results.json of trained models for the accuracy plot",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="a quick check: shortest edge 320, 1 warm-up and 2 timed iterations "
         "(explicit --sizes/--repeats/--warmup still apply)",
-    )  # fmt: skip
+    )
     return parser
 
 

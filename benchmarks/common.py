@@ -55,41 +55,62 @@ def image_size(short_edge: int, aspect: float) -> List[int]:
 
 def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[int], repeats: int):
     parser.add_argument(
-        "--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS), metavar="NAME",
+        "--models",
+        nargs="+",
+        default=DEFAULT_MODELS,
+        choices=list(MODELS),
+        metavar="NAME",
         help=f"models to compare, among {', '.join(MODELS)} (default: {' '.join(DEFAULT_MODELS)})",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--sizes", nargs="+", type=int, default=list(sizes), metavar="PIXELS",
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=list(sizes),
+        metavar="PIXELS",
         help=f"shortest edges of the input images (default: {' '.join(map(str, sizes))})",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--aspect", type=float, default=4 / 3,
+        "--aspect",
+        type=float,
+        default=4 / 3,
         help="width / height of the images (default 4/3, a landscape VOC image)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--baseline", default=BASELINE, choices=list(MODELS),
+        "--baseline",
+        default=BASELINE,
+        choices=list(MODELS),
         help="the model the ratios compare with (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     parser.add_argument(
-        "--threads", type=int, default=os.cpu_count(),
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
         help="CPU threads for every model (default: all cores, %(default)s here)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--allocator", choices=ALLOCATORS, default="keep-freed",
+        "--allocator",
+        choices=ALLOCATORS,
+        default="keep-freed",
         help="glibc malloc for every model: keep freed memory for reuse "
         "(atto_detectron.deploy.keep_freed_memory; default) or as glibc sets it up",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
     parser.add_argument(
-        "--output-dir", default=os.path.join(REPO_ROOT, "output", "benchmarks"), metavar="DIR",
+        "--output-dir",
+        default=os.path.join(REPO_ROOT, "output", "benchmarks"),
+        metavar="DIR",
         help="where the JSON and the PNG go (default: output/benchmarks)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--opts", nargs="+", default=[], metavar="KEY VALUE",
+        "--opts",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
         help="config changes for every model, e.g. MODEL.RPN.POST_NMS_TOPK_TEST 300",
-    )  # fmt: skip
+    )
 
 
 def apply_quick(args, argv: Sequence[str], defaults: Dict[str, object]) -> None:
@@ -271,10 +292,19 @@ def format_table(
                     ]
                 )
     headers = [
-        "model", "short edge", "engine", f"{time_label} (median)", "IQR", "baseline / model",
-        "paired", "CPU time", f"memory MB ({memory_key})", "baseline / model", "mult-adds G",
+        "model",
+        "short edge",
+        "engine",
+        f"{time_label} (median)",
+        "IQR",
         "baseline / model",
-    ]  # fmt: skip
+        "paired",
+        "CPU time",
+        f"memory MB ({memory_key})",
+        "baseline / model",
+        "mult-adds G",
+        "baseline / model",
+    ]
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
@@ -316,9 +346,15 @@ def plot_report(
                 [(s["q3"] - s["median"]) * 1000 for s in stats],
             ]
             ax_time.errorbar(
-                sizes, medians, yerr=errors, fmt="o" + style, color=color, capsize=3,
-                markersize=4, label=f"{name} ({engine})",
-            )  # fmt: skip
+                sizes,
+                medians,
+                yerr=errors,
+                fmt="o" + style,
+                color=color,
+                capsize=3,
+                markersize=4,
+                label=f"{name} ({engine})",
+            )
         if all("mult_adds" in e for e in entries):
             madds = [e["mult_adds"]["total"] / 1e9 for e in entries]
             ax_madds.plot(sizes, madds, "o-", color=color, label=name)
@@ -346,9 +382,13 @@ def plot_report(
     ax_accuracy.set_title("Accuracy vs mult-adds")
     if not points:
         ax_accuracy.text(
-            0.5, 0.5, "no results.json of trained models found\n(see --results)",
-            ha="center", va="center", transform=ax_accuracy.transAxes,
-        )  # fmt: skip
+            0.5,
+            0.5,
+            "no results.json of trained models found\n(see --results)",
+            ha="center",
+            va="center",
+            transform=ax_accuracy.transAxes,
+        )
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -14,6 +14,7 @@ import sys
 import torch
 
 from atto_detectron.deploy.allocator import ALLOCATORS, release_freed_memory, use_allocator
+from atto_detectron.deploy.inputs import image_tensor, synthetic_image
 from benchmarks.engines import (
     ENGINES,
     build_benchmark_model,
@@ -23,7 +24,6 @@ from benchmarks.engines import (
     rss_bytes,
     synthetic_training_batch,
 )
-from atto_detectron.deploy.inputs import image_tensor, synthetic_image
 
 __all__ = ["main"]
 
@@ -41,9 +41,11 @@ def get_parser():
     parser.add_argument("--batch-size", type=int, default=1, help="images per training step")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--allocator", choices=ALLOCATORS, default="default",
+        "--allocator",
+        choices=ALLOCATORS,
+        default="default",
         help="keep-freed: glibc malloc keeps freed memory for reuse (keep_freed_memory)",
-    )  # fmt: skip
+    )
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     return parser
 

@@ -25,8 +25,6 @@ from torch.profiler import ProfilerActivity, profile
 
 from atto_detectron.analysis.roofline import PartTimer
 from atto_detectron.deploy import image_tensor, synthetic_image
-from benchmarks.engines import build_benchmark_model, make_predictor
-
 from benchmarks.common import (
     MODELS,
     add_common_arguments,
@@ -35,6 +33,7 @@ from benchmarks.common import (
     setup_process,
     write_json,
 )
+from benchmarks.engines import build_benchmark_model, make_predictor
 
 # Part -> modules (names in a GeneralizedRCNN) whose forward it times. Each moment goes
 # to the innermost part running (atto_detectron.analysis.roofline.PartTimer): the
@@ -62,15 +61,20 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, sizes=(800,), repeats=3)
     parser.add_argument(
-        "--engines", nargs="+", default=["pytorch"], choices=PYTORCH_ENGINES,
+        "--engines",
+        nargs="+",
+        default=["pytorch"],
+        choices=PYTORCH_ENGINES,
         help="PyTorch engines to profile (hooks need the PyTorch modules)",
-    )  # fmt: skip
+    )
     parser.add_argument("--top", type=int, default=12, help="operators to list per model")
     parser.add_argument(
-        "--clock", choices=["wall", "cpu"], default="wall",
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
         help="time parts by wall clock or by the process's CPU time (steadier on a shared "
         "machine; equal to the computing time with --threads 1)",
-    )  # fmt: skip
+    )
     return parser
 
 

@@ -26,6 +26,7 @@ import sys
 import warnings
 from collections import OrderedDict, defaultdict
 
+from atto_detectron.analysis.formatting import format_number
 from atto_detectron.analysis.roofline import (
     POST_PROCESSING,
     PartTimer,
@@ -36,9 +37,6 @@ from atto_detectron.analysis.roofline import (
     roofline_rows,
 )
 from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
-from atto_detectron.analysis.formatting import format_number
-from benchmarks.engines import ENGINES, build_benchmark_model, make_predictor
-
 from benchmarks.common import (
     BENCHMARKS_DOC,
     MODELS,
@@ -50,6 +48,7 @@ from benchmarks.common import (
     write_doc_section,
     write_json,
 )
+from benchmarks.engines import ENGINES, build_benchmark_model, make_predictor
 
 DOC_SECTION = "roofline"
 # Forward hooks need the PyTorch modules.
@@ -62,35 +61,51 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, sizes=(800,), repeats=3)
     parser.add_argument(
-        "--engines", nargs="+", default=["pytorch"], choices=PYTORCH_ENGINES,
+        "--engines",
+        nargs="+",
+        default=["pytorch"],
+        choices=PYTORCH_ENGINES,
         help="PyTorch engines to measure (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--clock", choices=["wall", "cpu"], default="wall",
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
         help="time parts by wall clock or by the process's CPU time (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--gemm-size", type=int, default=4096, metavar="N",
+        "--gemm-size",
+        type=int,
+        default=4096,
+        metavar="N",
         help="the GEMM peak is that of an N x N by N x N fp32 torch.mm (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--stream-mb", type=int, default=None, metavar="MB",
+        "--stream-mb",
+        type=int,
+        default=None,
+        metavar="MB",
         help="size of each array of the bandwidth measurement (default: 8 times the "
         "largest CPU cache, at least 256 MB)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--peak-repeats", type=int, default=5,
+        "--peak-repeats",
+        type=int,
+        default=5,
         help="runs of the GEMM and bandwidth measurements, best taken (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--docs", default=BENCHMARKS_DOC, metavar="FILE",
+        "--docs",
+        default=BENCHMARKS_DOC,
+        metavar="FILE",
         help="the Markdown file whose roofline section is rewritten (default: docs/BENCHMARKS.md)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not write --docs")
     parser.add_argument(
-        "--from-json", metavar="FILE",
+        "--from-json",
+        metavar="FILE",
         help="measure nothing: rewrite --docs from a roofline.json of an earlier run",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -307,14 +322,16 @@ def format_markdown(report) -> str:
         "`atto_detectron.analysis`); bytes moved, what every aten operator of one "
         "inference reads and writes (weights and activations, each tensor once per "
         "operator, views free, in-place operators read and write their target, indexed "
-        "writes only the indexed elements; `BytesCounterMode`); compute bound = 2 x mult-adds / GEMM peak; memory bound = "
-        "bytes / bandwidth; the bound is the larger; measured: median "
+        "writes only the indexed elements; `BytesCounterMode`); compute bound = 2 x "
+        "mult-adds / GEMM peak; memory bound = bytes / bandwidth; the bound is the larger; "
+        "measured: median "
         f"{clock} time of {report['repeats']} runs (forward hooks, each moment counted "
         "for the innermost part running); x from roofline = measured / bound. "
         "Backbone stages include their norms and activations, the stem also what the "
         "bottom-up network does outside its stages (e.g. a change of the input's memory "
-        "layout); box and mask heads include their ROIAlign; post-processing is preprocessing (normalization, padding), box "
-        "NMS and score filtering, and pasting the masks into the image. The total's "
+        "layout); box and mask heads include their ROIAlign; post-processing is "
+        "preprocessing (normalization, padding), box NMS and score filtering, and pasting "
+        "the masks into the image. The total's "
         "bound is the sum of the parts' bounds (bound by: the limit of most of it). "
         "Below 1x, a part's tensors stayed in cache from one operator to the next; far "
         "above, the part runs neither at the GEMM peak nor at memory speed (small or "

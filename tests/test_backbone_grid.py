@@ -81,9 +81,13 @@ def test_findings_compare_with_r50_and_name_faster_better_peers():
 def test_runs_are_ordered_seed_by_seed_with_r50s_second_seed_last():
     runs = grid.planned_runs(["AttoNet-A", "R50-FPN", "AttoNet-D"], [0, 1])
     assert runs == [
-        ("AttoNet-A", 0), ("R50-FPN", 0), ("AttoNet-D", 0),
-        ("AttoNet-A", 1), ("AttoNet-D", 1), ("R50-FPN", 1),
-    ]  # fmt: skip
+        ("AttoNet-A", 0),
+        ("R50-FPN", 0),
+        ("AttoNet-D", 0),
+        ("AttoNet-A", 1),
+        ("AttoNet-D", 1),
+        ("R50-FPN", 1),
+    ]
 
 
 def test_only_unfinished_runs_train_and_they_resume(tmp_path, monkeypatch):
@@ -152,10 +156,18 @@ def test_report_from_runs_and_benchmark_writes_json_docs_and_plots(tmp_path):
         folder.mkdir(parents=True)
         (folder / "results.json").write_text(json.dumps(_results(box, box - 5)))
     argv = [
-        "--output-dir", str(tmp_path / "grid"), "--models", *models, "--report-only",
-        "--json", str(tmp_path / "grid.json"), "--docs", str(tmp_path / "MODEL_ZOO.md"),
-        "--images", str(tmp_path / "images"),
-    ]  # fmt: skip
+        "--output-dir",
+        str(tmp_path / "grid"),
+        "--models",
+        *models,
+        "--report-only",
+        "--json",
+        str(tmp_path / "grid.json"),
+        "--docs",
+        str(tmp_path / "MODEL_ZOO.md"),
+        "--images",
+        str(tmp_path / "images"),
+    ]
     report = grid.main(argv)
     saved = json.loads((tmp_path / "grid.json").read_text())
     assert saved["models"]["AttoNet-A"]["accuracy"]["box"]["AP50"]["mean"] == 61
@@ -211,10 +223,19 @@ def test_runs_and_benchmark_recorded_in_the_json_count_as_done_while_the_recipe_
         lambda command, **kw: commands.append(command) or subprocess.CompletedProcess(command, 0),
     )
     argv = [
-        "--output-dir", str(tmp_path / "grid"), "--models", *models, "--seeds", "0",
-        "--json", str(tmp_path / "grid.json"), "--docs", str(tmp_path / "MODEL_ZOO.md"),
-        "--images", str(tmp_path / "images"),
-    ]  # fmt: skip
+        "--output-dir",
+        str(tmp_path / "grid"),
+        "--models",
+        *models,
+        "--seeds",
+        "0",
+        "--json",
+        str(tmp_path / "grid.json"),
+        "--docs",
+        str(tmp_path / "MODEL_ZOO.md"),
+        "--images",
+        str(tmp_path / "images"),
+    ]
     report = grid.main(argv)
     # No benchmark (recorded for both models), and only the run with a stale recipe trains.
     assert [c[c.index("--config-file") + 1] for c in commands] == [grid.GRID["AttoNet-D"]]

@@ -47,9 +47,12 @@ def _config(**kwargs):
 
 def _data(root, batch_size=16, workers=0):
     return build_classification_data(
-        str(root), image_size=IMAGE_SIZE, batch_size=batch_size, num_workers=workers,
+        str(root),
+        image_size=IMAGE_SIZE,
+        batch_size=batch_size,
+        num_workers=workers,
         min_crop_scale=0.35,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +129,12 @@ def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):
     data = _data(tiny)  # 48 images: 3 iterations per epoch
     torch.manual_seed(0)
     reference = ClassifierTrainer(
-        build_attonet_classifier("D", num_classes=4), data.train, data.val, _config(),
+        build_attonet_classifier("D", num_classes=4),
+        data.train,
+        data.val,
+        _config(),
         output_dir=str(tmp_path / "reference"),
-    )  # fmt: skip
+    )
     reference_metrics = reference.train()
 
     # The same run, killed right after its checkpoint at the end of epoch 1.
@@ -146,9 +152,12 @@ def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(atto_detectron.checkpoint.AtomicCheckpointer, "save", save_then_die)
     torch.manual_seed(0)
     killed = ClassifierTrainer(
-        build_attonet_classifier("D", num_classes=4), data.train, data.val, _config(),
+        build_attonet_classifier("D", num_classes=4),
+        data.train,
+        data.val,
+        _config(),
         output_dir=output_dir,
-    )  # fmt: skip
+    )
     with pytest.raises(Killed):
         killed.train()
     monkeypatch.undo()
@@ -156,9 +165,12 @@ def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):
     saved = torch.load(os.path.join(output_dir, "model_0000002.pth"))
     torch.manual_seed(1)  # other initial weights: all must come from the checkpoint
     resumed = ClassifierTrainer(
-        build_attonet_classifier("D", num_classes=4), data.train, data.val, _config(),
+        build_attonet_classifier("D", num_classes=4),
+        data.train,
+        data.val,
+        _config(),
         output_dir=output_dir,
-    )  # fmt: skip
+    )
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 3 and resumed.scheduler.last_epoch == 3
     assert resumed.scheduler.state_dict() == saved["trainer"]["hooks"]["LRScheduler"]
@@ -182,9 +194,12 @@ def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):
     # A different batch size changes the length of an epoch: refuse to resume.
     other = _data(tiny, batch_size=8)
     mismatched = ClassifierTrainer(
-        build_attonet_classifier("D", num_classes=4), other.train, other.val, _config(),
+        build_attonet_classifier("D", num_classes=4),
+        other.train,
+        other.val,
+        _config(),
         output_dir=output_dir,
-    )  # fmt: skip
+    )
     with pytest.raises(ValueError, match="3 iterations per epoch, this run has 6"):
         mismatched.resume_or_load(resume=True)
 
@@ -285,11 +300,17 @@ def test_train_config_rejects_bad_settings():
 def test_step_schedule_and_warmup():
     model = torch.nn.Linear(2, 2)
     config = ClassifierTrainConfig(
-        epochs=4, base_lr=1.0, lr_schedule="step", lr_steps=(2, 3, 9), warmup_epochs=1,
+        epochs=4,
+        base_lr=1.0,
+        lr_schedule="step",
+        lr_steps=(2, 3, 9),
+        warmup_epochs=1,
         warmup_factor=0.5,
-    )  # fmt: skip
-    from atto_detectron.classification import build_classifier_lr_scheduler
-    from atto_detectron.classification import build_classifier_optimizer
+    )
+    from atto_detectron.classification import (
+        build_classifier_lr_scheduler,
+        build_classifier_optimizer,
+    )
 
     optimizer = build_classifier_optimizer(model, config)
     scheduler = build_classifier_lr_scheduler(optimizer, config, iters_per_epoch=2)
@@ -306,10 +327,24 @@ def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, caps
     tool = load_tool("train_classifier")
     output = tmp_path / "out"
     argv = [
-        "--variant", "D", "--data-root", str(tiny), "--num-classes", "5",
-        "--image-size", str(IMAGE_SIZE), "--batch-size", "16", "--epochs", "1",
-        "--workers", "0", "--no-progress", "--output", str(output),
-    ]  # fmt: skip
+        "--variant",
+        "D",
+        "--data-root",
+        str(tiny),
+        "--num-classes",
+        "5",
+        "--image-size",
+        str(IMAGE_SIZE),
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--output",
+        str(output),
+    ]
     args = tool.get_parser().parse_args(argv)
     tool.check_args(args)
     metrics = tool.main(args)
@@ -326,9 +361,15 @@ def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, caps
 
     # --eval-only on the final weights finds the same accuracy.
     args = tool.get_parser().parse_args(
-        argv[:-2] + ["--output", str(tmp_path / "eval"), "--eval-only",
-                     "--weights", str(output / "model_final.pth")]
-    )  # fmt: skip
+        argv[:-2]
+        + [
+            "--output",
+            str(tmp_path / "eval"),
+            "--eval-only",
+            "--weights",
+            str(output / "model_final.pth"),
+        ]
+    )
     tool.check_args(args)
     assert tool.main(args) == {k: metrics[k] for k in ("top1", "top5", "num_images")}
 

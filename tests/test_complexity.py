@@ -13,9 +13,9 @@ from atto_detectron import ATTONET_VARIANTS
 from atto_detectron.analysis import count_mult_adds, netscore
 from atto_detectron.analysis.classifiers import classifier_complexity
 from atto_detectron.analysis.detection import detection_complexity, r50_fpn_maskrcnn_config
-from atto_detectron.config import load_config
 from atto_detectron.analysis.paper_reference import TABLE2
 from atto_detectron.analysis.report import complexity_report, format_report, parse_accuracies
+from atto_detectron.config import load_config
 
 from .conftest import CONFIGS, REPO_ROOT
 
@@ -90,8 +90,9 @@ def test_r50_faster_rcnn_matches_detectron2_reference_counts():
     cfg = get_cfg()
     cfg.merge_from_file(model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"))
     cfg.MODEL.DEVICE = "cpu"
-    from detectron2.modeling import build_model
     from fvcore.nn import parameter_count
+
+    from detectron2.modeling import build_model
 
     model = build_model(cfg)
     inputs = [{"image": torch.rand(3, 800, 800)}]
@@ -140,11 +141,16 @@ def test_complexity_tool_writes_json_and_tables(tmp_path, capsys):
     argv = sys.argv
     sys.argv = [
         "analyze_complexity.py",
-        "--image-size", "320", "416",
-        "--accuracy", "D=66.3",
-        "--json", str(out),
-        "MODEL.ATTONET.VARIANT", "D",
-    ]  # fmt: skip
+        "--image-size",
+        "320",
+        "416",
+        "--accuracy",
+        "D=66.3",
+        "--json",
+        str(out),
+        "MODEL.ATTONET.VARIANT",
+        "D",
+    ]
     try:
         runpy.run_path(
             os.path.join(REPO_ROOT, "tools", "analyze_complexity.py"), run_name="__main__"

@@ -17,7 +17,7 @@ from detectron2.utils.visualizer import ColorMode
 from atto_detectron.config import load_config
 from atto_detectron.visualization import VisualizationPredictor, load_image, output_paths
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, load_tool
+from .conftest import CONFIGS, SYNTH_DATASETS, load_tool
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,10 +107,22 @@ def test_generated_voc_images_into_a_folder(synthetic_voc, tmp_path):
     inputs = [os.path.join(synthetic_voc, "JPEGImages", name + ".jpg") for name in names]
     out_dir = tmp_path / "drawn"
     demo.main(
-        ["--config-file", CONFIG, "--allow-random-weights", "--input", *inputs,
-         "--output", str(out_dir) + os.sep, "--confidence-threshold", "0", "--opts", *OPTS,
-         "DATASETS.TEST", f"('{SYNTH_DATASETS['val']}',)"]
-    )  # fmt: skip
+        [
+            "--config-file",
+            CONFIG,
+            "--allow-random-weights",
+            "--input",
+            *inputs,
+            "--output",
+            str(out_dir) + os.sep,
+            "--confidence-threshold",
+            "0",
+            "--opts",
+            *OPTS,
+            "DATASETS.TEST",
+            f"('{SYNTH_DATASETS['val']}',)",
+        ]
+    )
     assert sorted(os.listdir(out_dir)) == sorted(name + ".png" for name in names)
     for name, path in zip(names, inputs):
         original = np.asarray(Image.open(path).convert("RGB")).astype(int)
@@ -207,8 +219,15 @@ def test_colliding_names_are_each_drawn_from_their_own_input(tmp_path):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         Image.new("RGB", (64, 48), color).save(tmp_path / name)
     out_dir = tmp_path / "out"
-    _run("--input", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(out_dir),
-         "--confidence-threshold", "1.0")  # fmt: skip
+    _run(
+        "--input",
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        "--output",
+        str(out_dir),
+        "--confidence-threshold",
+        "1.0",
+    )
     drawn = {"a/x.jpg": "a/x.png", "b/x.png": "b/x.png.png", "b/x.jpg": "b/x.jpg.png"}
     assert sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.png")) == sorted(
         drawn.values()
@@ -267,8 +286,14 @@ def test_16_bit_png_drawing_is_not_white(tmp_path):
     gray = np.repeat(np.linspace(0, 65535, 200).astype(np.uint16)[None], 150, axis=0)
     cv2.imwrite(str(tmp_path / "deep.png"), gray)
     out_path = tmp_path / "out.png"
-    _run("--input", str(tmp_path / "deep.png"), "--output", str(out_path),
-         "--confidence-threshold", "1.0")  # fmt: skip
+    _run(
+        "--input",
+        str(tmp_path / "deep.png"),
+        "--output",
+        str(out_path),
+        "--confidence-threshold",
+        "1.0",
+    )
     drawn = np.asarray(Image.open(out_path).convert("L")).astype(int)
     assert np.abs(drawn - (gray >> 8)).mean() < 1.0
 
@@ -305,8 +330,14 @@ def test_video_into_a_missing_folder(tmp_path):
     for frame, original in zip(frames, _frames(video)):
         assert np.abs(frame.astype(int) - original).mean() < 3
     # Into a folder: named after the video.
-    _run("--video-input", video, "--output", str(tmp_path / "d") + os.sep,
-         "--confidence-threshold", "1.0")  # fmt: skip
+    _run(
+        "--video-input",
+        video,
+        "--output",
+        str(tmp_path / "d") + os.sep,
+        "--confidence-threshold",
+        "1.0",
+    )
     assert len(_frames(tmp_path / "d" / "clip.mp4")) == 3
 
 
@@ -380,8 +411,18 @@ def test_with_a_display_drawings_are_shown(tmp_path, monkeypatch):
 
 def test_empty_weights_stop_before_the_model(tmp_path, no_model):
     with pytest.raises(SystemExit) as e:
-        demo.main(["--config-file", CONFIG, "--input", str(_image(tmp_path / "in.png")),
-                   "--output", str(tmp_path / "out.png"), "--opts", *OPTS])  # fmt: skip
+        demo.main(
+            [
+                "--config-file",
+                CONFIG,
+                "--input",
+                str(_image(tmp_path / "in.png")),
+                "--output",
+                str(tmp_path / "out.png"),
+                "--opts",
+                *OPTS,
+            ]
+        )
     message = str(e.value)
     assert message.startswith("error:") and "MODEL.WEIGHTS" in message
     assert "--opts MODEL.WEIGHTS" in message and "--allow-random-weights" in message
@@ -390,8 +431,15 @@ def test_empty_weights_stop_before_the_model(tmp_path, no_model):
 
 def test_missing_weights_file_stops_before_the_model(tmp_path, no_model):
     with pytest.raises(SystemExit) as e:
-        _run("--input", str(_image(tmp_path / "in.png")), "--output", str(tmp_path / "o.png"),
-             "--opts", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"))  # fmt: skip
+        _run(
+            "--input",
+            str(_image(tmp_path / "in.png")),
+            "--output",
+            str(tmp_path / "o.png"),
+            "--opts",
+            "MODEL.WEIGHTS",
+            str(tmp_path / "nope.pth"),
+        )
     assert str(e.value).startswith("error: MODEL.WEIGHTS") and "nope.pth" in str(e.value)
 
 
@@ -410,9 +458,22 @@ def test_weights_and_options_after_the_overrides(tmp_path, monkeypatch):
         return original(self, image)
 
     monkeypatch.setattr(demo.VisualizationPredictor, "__call__", record)
-    demo.main(["--config-file", CONFIG, "--opts", *OPTS, "MODEL.WEIGHTS", str(tmp_path / "w.pth"),
-               "--input", str(_image(tmp_path / "in.png")), "--confidence-threshold", "1.0",
-               "--output", str(tmp_path / "out") + os.sep])  # fmt: skip
+    demo.main(
+        [
+            "--config-file",
+            CONFIG,
+            "--opts",
+            *OPTS,
+            "MODEL.WEIGHTS",
+            str(tmp_path / "w.pth"),
+            "--input",
+            str(_image(tmp_path / "in.png")),
+            "--confidence-threshold",
+            "1.0",
+            "--output",
+            str(tmp_path / "out") + os.sep,
+        ]
+    )
     assert loaded == [[0.25] * 21]
     assert os.listdir(tmp_path / "out") == ["in.png"]
 
@@ -421,8 +482,17 @@ def test_config_is_read_with_safe_yaml(tmp_path, no_model):
     config = tmp_path / "unsafe.yaml"
     config.write_text(f"_BASE_: {CONFIG}\nOUTPUT_DIR: !!python/object/apply:os.getcwd []\n")
     with pytest.raises(SystemExit) as e:
-        demo.main(["--config-file", str(config), "--input", str(_image(tmp_path / "in.png")),
-                   "--output", str(tmp_path / "o.png"), "--allow-random-weights"])  # fmt: skip
+        demo.main(
+            [
+                "--config-file",
+                str(config),
+                "--input",
+                str(_image(tmp_path / "in.png")),
+                "--output",
+                str(tmp_path / "o.png"),
+                "--allow-random-weights",
+            ]
+        )
     assert str(e.value).startswith("error:") and "unsafe.yaml" in str(e.value)
     assert "safe_load" in str(e.value)
 

@@ -2,23 +2,23 @@ import importlib
 import json
 import mmap
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from atto_detectron.deploy import image_tensor, synthetic_image
+from atto_detectron.deploy import allocator, image_tensor, synthetic_image
 from benchmarks.engines import (
     build_benchmark_model,
     make_predictor,
+    make_train_step,
     paired_ratio,
     reset_peak_rss,
     rss_bytes,
     summarize_seconds,
+    synthetic_training_batch,
 )
 
-from .conftest import CONFIGS, REPO_ROOT
+from .conftest import CONFIGS
 
 # Few proposals and detections keep the heads cheap for these checks.
 SMALL_WORKLOAD = ["MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10"]
@@ -28,6 +28,7 @@ def _benchmark_script(name):
     return importlib.import_module(f"benchmarks.{name}")
 
 
+@pytest.mark.slow
 def test_equalized_workload_is_the_same_for_different_backbones():
     # Random weights decide which boxes the heads see; equalized models must see the
     # same boxes, and the configs' maximum number of them.
@@ -63,36 +64,60 @@ def test_peak_rss_sees_a_temporary_allocation():
     assert reset_peak_rss() and rss_bytes(peak=True) < before + 60 * 1024 * 1024
 
 
-# Allocates 64 MB (more than glibc's largest default mmap threshold, 32 MB), touches
-# it, frees it; prints how much of it is still resident.
-_FREED_BLOCK_SCRIPT = """
-import sys, torch
-from atto_detectron.deploy.allocator import keep_freed_memory
-from benchmarks.engines import rss_bytes
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-before = rss_bytes()
-block = torch.ones(16 * 1024 * 1024)
-del block
-print((rss_bytes() - before) / 1024 / 1024)
-"""
+class _FakeCFunction:
+    """A C function of a fake C library: records its calls, returns ``result``."""
+
+    def __init__(self, result=1):
+        self.result = result
+        self.calls = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return self.result
 
 
-def test_keep_freed_memory_keeps_a_freed_block_for_reuse():
-    if not sys.platform.startswith("linux"):
-        pytest.skip("glibc only")
-
-    def resident_after_free(mode):
-        result = subprocess.run(
-            [sys.executable, "-c", _FREED_BLOCK_SCRIPT, mode],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return float(result.stdout.split()[-1])
-
-    assert resident_after_free("default") < 16  # unmapped on free
-    assert resident_after_free("keep") > 60  # kept in the heap for the next allocation
+class _FakeGlibc:
+    def __init__(self, mallopt_result=1):
+        self.mallopt = _FakeCFunction(mallopt_result)
+        self.malloc_trim = _FakeCFunction()
 
 
+def test_keep_freed_memory_raises_glibcs_mmap_and_trim_thresholds(monkeypatch):
+    libc = _FakeGlibc()
+    monkeypatch.setattr(allocator, "_libc", lambda: libc)
+    assert allocator.keep_freed_memory(64 << 20)
+    # M_MMAP_THRESHOLD (-3), then M_TRIM_THRESHOLD (-1), both to the block size.
+    assert libc.mallopt.calls == [(-3, 64 << 20), (-1, 64 << 20)]
+    libc.mallopt.calls.clear()
+    assert allocator.use_allocator("keep-freed") == "keep-freed"
+    # mallopt takes a C int: the default 1 GiB fits, larger sizes are clipped to INT_MAX.
+    assert libc.mallopt.calls == [(-3, 1 << 30), (-1, 1 << 30)]
+    libc.mallopt.calls.clear()
+    allocator.keep_freed_memory(1 << 40)
+    assert libc.mallopt.calls == [(-3, 2**31 - 1), (-1, 2**31 - 1)]
+    # The default allocator changes nothing.
+    libc.mallopt.calls.clear()
+    assert allocator.use_allocator("default") == "default" and libc.mallopt.calls == []
+    allocator.release_freed_memory()
+    assert libc.malloc_trim.calls == [(0,)]
+    with pytest.raises(ValueError, match="keep-freed"):
+        allocator.use_allocator("jemalloc")
+
+
+def test_keep_freed_memory_reports_where_it_cannot_take_effect(monkeypatch):
+    refusing = _FakeGlibc(mallopt_result=0)
+    monkeypatch.setattr(allocator, "_libc", lambda: refusing)
+    assert not allocator.keep_freed_memory()
+    assert allocator.use_allocator("keep-freed") == "default"
+    # Not glibc (no mallopt, or no C library at all): nothing to set, nothing fails.
+    for libc in (object(), None):
+        monkeypatch.setattr(allocator, "_libc", lambda: libc)
+        assert not allocator.keep_freed_memory()
+        assert allocator.use_allocator("keep-freed") == "default"
+        allocator.release_freed_memory()
+
+
+@pytest.mark.slow
 def test_bench_inference_quick(tmp_path):
     bench = _benchmark_script("bench_inference")
     argv = ["--quick", "--models", "AttoNet-C", "AttoNet-D", "--baseline", "AttoNet-C"]
@@ -125,16 +150,27 @@ def test_bench_inference_docs_section_states_the_targets_from_the_json(tmp_path)
 
     report = {
         "command": "python -m benchmarks.bench_inference --sizes 800",
-        "machine": {"cpu": "test", "threads": 2, "cpu_count": 2, "torch": "2", "allocator": "default"},
+        "machine": {
+            "cpu": "test",
+            "threads": 2,
+            "cpu_count": 2,
+            "torch": "2",
+            "allocator": "default",
+        },
         "settings": {
-            "baseline": "R50-FPN", "sizes": [800], "latency": "one image", "repeats": 5,
-            "warmup": 1, "workload": "fixed", "memory": "fresh process",
+            "baseline": "R50-FPN",
+            "sizes": [800],
+            "latency": "one image",
+            "repeats": 5,
+            "warmup": 1,
+            "workload": "fixed",
+            "memory": "fresh process",
         },
         "results": {
             "AttoNet-A": entry({"pytorch": 1.0, "openvino": 0.8, "openvino-int8": 0.5}, 300.0),
             "R50-FPN": entry({"pytorch": 4.5, "openvino": 3.0, "openvino-int8": 2.0}, 900.0),
         },
-    }  # fmt: skip
+    }
     (tmp_path / "inference.json").write_text(json.dumps(report))
     docs = tmp_path / "BENCHMARKS.md"
     docs.write_text("# Benchmarks\n\nprose kept\n")
@@ -162,12 +198,46 @@ def test_bench_inference_docs_section_states_the_targets_from_the_json(tmp_path)
         bench.main(["--from-json", str(tmp_path / "inference.json")])
 
 
-def test_bench_train_quick(tmp_path):
+def test_train_step_updates_the_weights_of_every_part(one_thread):
+    cfg, model = build_benchmark_model(
+        os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml"), fixed_workload=False
+    )
+    batch = synthetic_training_batch(1, (96, 128), cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    make_train_step(model, batch)()
+    assert model.training
+    changed = [n for n, p in model.named_parameters() if n in before and not p.equal(before[n])]
+    for part in (
+        "backbone.bottom_up.",
+        "backbone.fpn_",
+        "proposal_generator.",
+        "roi_heads.box_head.",
+        "roi_heads.box_predictor.",
+        "roi_heads.mask_head.",
+    ):
+        assert any(name.startswith(part) for name in changed), f"no weight of {part} changed"
+
+
+@pytest.mark.slow
+def test_bench_train_quick_reports_both_models_and_their_ratio(tmp_path):
     bench = _benchmark_script("bench_train")
-    argv = ["--quick", "--models", "AttoNet-D", "--sizes", "96", "--batch-size", "1"]
-    argv += ["--warmup", "0", "--repeats", "1", "--no-memory", "--no-mult-adds"]
-    argv += ["--output-dir", str(tmp_path)]
+    argv = ["--quick", "--models", "AttoNet-C", "AttoNet-D", "--baseline", "AttoNet-C"]
+    argv += ["--sizes", "96", "--batch-size", "1", "--warmup", "0", "--repeats", "2"]
+    argv += ["--no-memory", "--no-mult-adds", "--output-dir", str(tmp_path)]
     bench.main(argv)
     report = json.loads((tmp_path / "train.json").read_text())
-    assert report["results"]["AttoNet-D"]["sizes"]["96"]["iterations_per_s"]["train"] > 0
+    assert report["settings"]["baseline"] == "AttoNet-C" and report["settings"]["repeats"] == 2
+    entries = {name: report["results"][name]["sizes"]["96"] for name in ("AttoNet-C", "AttoNet-D")}
+    for entry in entries.values():
+        assert entry["image_size"] == [96, 128] and len(entry["seconds"]["train"]) == 2
+        median = entry["latency_s"]["train"]["median"]
+        assert entry["iterations_per_s"]["train"] == pytest.approx(1 / median)
+    # The baseline's ratio is 1; the other model's is the ratio of the median times.
+    ratio = entries["AttoNet-D"]["ratio_to_baseline"]["latency"]["train"]
+    assert entries["AttoNet-C"]["ratio_to_baseline"]["latency"]["train"] == pytest.approx(1)
+    assert ratio == pytest.approx(
+        entries["AttoNet-C"]["latency_s"]["train"]["median"]
+        / entries["AttoNet-D"]["latency_s"]["train"]["median"]
+    )
+    assert report["results"]["AttoNet-C"]["params"] != report["results"]["AttoNet-D"]["params"]
     assert (tmp_path / "train.png").stat().st_size > 10_000

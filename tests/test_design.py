@@ -264,8 +264,10 @@ def test_shrinking_child_keeps_the_most_important_channels():
     gamma = state["backbone.stages.res3.1.compression.norm.weight"].abs()
     keep = sorted(torch.argsort(gamma, descending=True)[: child_genome.compression[4]].tolist())
     module = child.backbone.stages["res3"][1]
-    assert torch.equal(module.compression.norm.weight.detach(), state[
-        "backbone.stages.res3.1.compression.norm.weight"][keep])  # fmt: skip
+    assert torch.equal(
+        module.compression.norm.weight.detach(),
+        state["backbone.stages.res3.1.compression.norm.weight"][keep],
+    )
     # The res3 stream: ranked by the norms that read it (res3.1-3 and res4.0 pre-activation).
     readers = ["res3.1", "res3.2", "res3.3", "res4.0"]
     scale = sum(state[f"backbone.stages.{r}.preact_norm.weight"].abs() for r in readers)
@@ -307,37 +309,58 @@ def test_inheritance_adds_a_projection_and_changes_multipliers():
 
 def _figures(accuracy, netscore, feasible):
     return Figures(
-        accuracy=accuracy, params=1000, mult_adds=2000, latency_ms=None, netscore=netscore,
-        met={"min_accuracy": feasible}, violation=0.0 if feasible else 1.0, feasible=feasible,
-    )  # fmt: skip
+        accuracy=accuracy,
+        params=1000,
+        mult_adds=2000,
+        latency_ms=None,
+        netscore=netscore,
+        met={"min_accuracy": feasible},
+        violation=0.0 if feasible else 1.0,
+        feasible=feasible,
+    )
 
 
 def _record(candidate_id, generator, accuracy, netscore, feasible):
     return CandidateRecord(
-        id=candidate_id, name=f"candidate-{candidate_id:04d}", generator=generator, parent=0,
-        draws=1, repairs=0, schedule="finetune", spec=uniform_prototype(),
-        spec_file=f"candidates/{candidate_id}.yaml", weights=f"candidates/{candidate_id}.pth",
-        figures=_figures(accuracy, netscore, feasible), seconds=1.0,
-    )  # fmt: skip
+        id=candidate_id,
+        name=f"candidate-{candidate_id:04d}",
+        generator=generator,
+        parent=0,
+        draws=1,
+        repairs=0,
+        schedule="finetune",
+        spec=uniform_prototype(),
+        spec_file=f"candidates/{candidate_id}.yaml",
+        weights=f"candidates/{candidate_id}.pth",
+        figures=_figures(accuracy, netscore, feasible),
+        seconds=1.0,
+    )
 
 
 def test_family_members_that_miss_the_requirements_after_retraining_are_not_kept():
     prototype = _record(0, None, 70.0, 100.0, True)
     state = SearchState(
-        task="classification", accuracy_name="top-1", input_size=(32, 32),
-        settings=ExplorerSettings(), evaluation={},
-        requirements=DesignRequirements(min_accuracy=65.0), prototype=prototype.spec,
+        task="classification",
+        accuracy_name="top-1",
+        input_size=(32, 32),
+        settings=ExplorerSettings(),
+        evaluation={},
+        requirements=DesignRequirements(min_accuracy=65.0),
+        prototype=prototype.spec,
         generators=[GeneratorRecord(0, {}, [0], 1), GeneratorRecord(1, {}, [1], 2)],
         candidates=[prototype, _record(1, 0, 72.0, 105.0, True), _record(2, 1, 71.0, 108.0, True)],
         search_seconds=60.0,
-    )  # fmt: skip
+    )
     for candidate_id, accuracy in ((1, 70.5), (2, 64.0)):  # the second misses the floor
         name = f"AttoNet-X-G{candidate_id - 1}"
         state.retrained[candidate_id] = RetrainedRecord(
-            name=name, schedule="scratch", spec_file=f"family/{name}.yaml",
-            weights=f"family/{name}.pth", figures=_figures(accuracy, 106.0, accuracy >= 65),
+            name=name,
+            schedule="scratch",
+            spec_file=f"family/{name}.yaml",
+            weights=f"family/{name}.pth",
+            figures=_figures(accuracy, 106.0, accuracy >= 65),
             seconds=1.0,
-        )  # fmt: skip
+        )
     summary = family_summary(state)
     assert family_summary(json.loads(json.dumps(state.to_dict()))) == summary
     assert [row["name"] for row in summary["family"]] == ["AttoNet-X-G0", "AttoNet-X-G1"]

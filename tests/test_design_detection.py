@@ -86,12 +86,22 @@ def test_candidate_config_scales_the_schedule():
         DetectionSearchConfig(
             SYNTH_CONFIG,
             opts=(
-                "SOLVER.BASE_LR", "0.04", "SOLVER.MAX_ITER", "900", "SOLVER.STEPS", "(700, 850)",
-                "SOLVER.WARMUP_ITERS", "50", "INPUT.MIN_SIZE_TEST", "256", "INPUT.MAX_SIZE_TEST", "480",
+                "SOLVER.BASE_LR",
+                "0.04",
+                "SOLVER.MAX_ITER",
+                "900",
+                "SOLVER.STEPS",
+                "(700, 850)",
+                "SOLVER.WARMUP_ITERS",
+                "50",
+                "INPUT.MIN_SIZE_TEST",
+                "256",
+                "INPUT.MAX_SIZE_TEST",
+                "480",
             ),
             finetune_iters=90,
         )
-    )  # fmt: skip
+    )
     finetune = evaluator.candidate_cfg("net.yaml", "finetune", 7, "out")
     assert finetune.MODEL.ATTONET.SPEC == "net.yaml" and finetune.SEED == 7
     assert finetune.SOLVER.MAX_ITER == 90 and finetune.SOLVER.STEPS == (70, 85)
@@ -115,20 +125,34 @@ def test_detection_search_smoke(synthetic_voc, tmp_path):
     config = DetectionSearchConfig(
         SYNTH_CONFIG,
         opts=(
-            "DATASETS.TRAIN", f"('{SYNTH_DATASETS['train']}',)",
-            "DATASETS.TEST", f"('{SYNTH_DATASETS['val']}',)",
-            "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0",
-            "INPUT.MIN_SIZE_TRAIN", "(160,)", "INPUT.MIN_SIZE_TEST", "160",
-            "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10",
+            "DATASETS.TRAIN",
+            f"('{SYNTH_DATASETS['train']}',)",
+            "DATASETS.TEST",
+            f"('{SYNTH_DATASETS['val']}',)",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(160,)",
+            "INPUT.MIN_SIZE_TEST",
+            "160",
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
+            "50",
+            "TEST.DETECTIONS_PER_IMAGE",
+            "10",
         ),
         scratch_iters=2,
         finetune_iters=1,
-    )  # fmt: skip
+    )
     output = str(tmp_path / "search")
     explorer = DesignExplorer(
-        DetectionEvaluator(config), uniform_prototype(16), DesignRequirements(), output,
+        DetectionEvaluator(config),
+        uniform_prototype(16),
+        DesignRequirements(),
+        output,
         ExplorerSettings(population=1, num_elite=2, retrain=False),
-    )  # fmt: skip
+    )
     state = explorer.run(SearchBudget(candidates=1), progress=False)
     prototype, candidate = state.candidates
     assert candidate.parent == 0 and candidate.schedule == "finetune"

@@ -67,11 +67,32 @@ def shapes(tmp_path_factory):
 # The search of the README's demo, scaled down to run in well under a minute.
 def _search_argv(data, output, requirements):
     return [
-        "--task", "classification", "--data", data, "--requirements", requirements,
-        "--budget", "6", "--population", "3", "--seed", "0",
-        "--epochs", "8", "--lr", "0.1", "--finetune-epochs", "2", "--finetune-lr", "0.05",
-        "--batch-size", "16", "--no-progress", "--output", output,
-    ]  # fmt: skip
+        "--task",
+        "classification",
+        "--data",
+        data,
+        "--requirements",
+        requirements,
+        "--budget",
+        "6",
+        "--population",
+        "3",
+        "--seed",
+        "0",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.1",
+        "--finetune-epochs",
+        "2",
+        "--finetune-lr",
+        "0.05",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--output",
+        output,
+    ]
 
 
 @pytest.mark.slow
@@ -138,10 +159,13 @@ def _tiny_explorer(data, output, resume=False):
     )
     settings = ExplorerSettings(population=2, num_elite=1, seed=3, retrain=False)
     return DesignExplorer(
-        ClassificationEvaluator(config), get_prototype("uniform", base_width=16), requirements,
+        ClassificationEvaluator(config),
+        get_prototype("uniform", base_width=16),
+        requirements,
         output,
-        settings, resume=resume,
-    )  # fmt: skip
+        settings,
+        resume=resume,
+    )
 
 
 def _comparable(state: SearchState, latency: bool = True):
@@ -282,10 +306,13 @@ class _QuickEvaluator(CandidateEvaluator):
 
 def _quick_explorer(output, resume=False):
     return DesignExplorer(
-        _QuickEvaluator(), get_prototype("uniform", base_width=8),
-        DesignRequirements(min_accuracy=62), output,
-        ExplorerSettings(population=2, num_elite=2, seed=1), resume=resume,
-    )  # fmt: skip
+        _QuickEvaluator(),
+        get_prototype("uniform", base_width=8),
+        DesignRequirements(min_accuracy=62),
+        output,
+        ExplorerSettings(population=2, num_elite=2, seed=1),
+        resume=resume,
+    )
 
 
 def test_state_round_trips_through_its_json_file(tmp_path):
@@ -301,17 +328,46 @@ def test_state_round_trips_through_its_json_file(tmp_path):
     # The keys of the state files that the explorer wrote before it had typed records,
     # so that searches started then still resume.
     assert list(data) == [
-        "version", "task", "accuracy_name", "input_size", "settings", "evaluation",
-        "requirements", "prototype", "generators", "candidates", "retrained", "search_seconds",
-    ]  # fmt: skip
+        "version",
+        "task",
+        "accuracy_name",
+        "input_size",
+        "settings",
+        "evaluation",
+        "requirements",
+        "prototype",
+        "generators",
+        "candidates",
+        "retrained",
+        "search_seconds",
+    ]
     figures = [
-        "accuracy", "params", "mult_adds", "latency_ms", "netscore", "met", "violation",
-        "feasible", "metrics",
-    ]  # fmt: skip
+        "accuracy",
+        "params",
+        "mult_adds",
+        "latency_ms",
+        "netscore",
+        "met",
+        "violation",
+        "feasible",
+        "metrics",
+    ]
     assert [list(c) for c in data["candidates"]] == [
-        ["id", "name", "generator", "parent", "draws", "repairs", "schedule", "spec",
-         "spec_file", "weights"] + figures + ["seconds"]
-    ] * 5  # fmt: skip
+        [
+            "id",
+            "name",
+            "generator",
+            "parent",
+            "draws",
+            "repairs",
+            "schedule",
+            "spec",
+            "spec_file",
+            "weights",
+        ]
+        + figures
+        + ["seconds"]
+    ] * 5
     assert [set(r) for r in data["retrained"].values()] == [
         {"schedule", "name", "spec_file", "weights", "seconds", *figures}
     ] * len(state.retrained)

@@ -6,7 +6,6 @@ import os
 import pytest
 import torch
 
-from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model

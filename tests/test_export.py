@@ -31,9 +31,15 @@ D_CONFIG = os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")
 # AttoNet-D Mask R-CNN on small images with few proposals and detections (the heads'
 # cost does not shrink with the image) keeps exports and checks to seconds.
 SMALL = [
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "192",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10",
-]  # fmt: skip
+    "INPUT.MIN_SIZE_TEST",
+    "128",
+    "INPUT.MAX_SIZE_TEST",
+    "192",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "10",
+]
 
 
 @pytest.fixture(scope="module")

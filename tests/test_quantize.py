@@ -18,7 +18,6 @@ from atto_detectron.deploy import (
     reference_outputs,
     synthetic_image,
 )
-from benchmarks.engines import build_benchmark_model
 from atto_detectron.deploy.quantize import (
     INT8_ENGINES,
     calibration_images,
@@ -28,6 +27,7 @@ from atto_detectron.deploy.quantize import (
     quantization_placement,
     quantize_export,
 )
+from benchmarks.engines import build_benchmark_model
 
 from .conftest import SYNTH_DATASETS, load_tool
 from .test_export import D_CONFIG, SMALL
@@ -39,10 +39,13 @@ MODEL_FILE = {"onnxruntime-int8": "model.onnx", "openvino-int8": "model.xml"}
 # AttoNet-D: 3 + 4 + 6 + 3 AttoModules; the first of each stage has a projection shortcut.
 ATTONET_D_BLOCKS = 16
 SYNTH_OPTS = [
-    "DATASETS.TRAIN", f"('{SYNTH_DATASETS['train']}',)",
-    "DATASETS.TEST", f"('{SYNTH_DATASETS['val']}',)",
-    "DATALOADER.NUM_WORKERS", "0",
-]  # fmt: skip
+    "DATASETS.TRAIN",
+    f"('{SYNTH_DATASETS['train']}',)",
+    "DATASETS.TEST",
+    f"('{SYNTH_DATASETS['val']}',)",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,7 @@ def test_calibration_images_are_evenly_spaced_train_images_at_test_size(syntheti
         calibration_images(load_config(D_CONFIG, ["DATASETS.TRAIN", "('nope',)"]), 2)
 
 
+@pytest.mark.slow
 def test_int8_backbones_run_and_stay_close_to_fp32(model, backbone_int8):
     # Random weights make a harsh case (no trained, bounded activations; 64 quantizers in
     # a row): the relative error of the FPN outputs stays below 0.5 (0.2-0.4 measured),
@@ -123,6 +127,7 @@ def test_int8_placement_quantizes_each_conv_input_once(backbone_int8, engine):
             assert block["quantize_ops"] == block["convs"] + 1, (name, block)
 
 
+@pytest.mark.slow
 def test_quantize_rejects_a_torchscript_export(model, tmp_path):
     export_model(model, _noise(0), str(tmp_path), "torchscript", backbone_only=True)
     with pytest.raises(ValueError, match="--format onnx"):
@@ -156,6 +161,7 @@ def test_int8_detectors_keep_predictors_and_post_processing_fp32(tmp_path):
             assert int8_agreement(reference, instances)["matched"] == 1.0
 
 
+@pytest.mark.slow
 def test_run_eval_writes_ap_per_engine(synthetic_voc, tmp_path):
     # TorchScript, one engine (the ONNX engines: test_run_eval_with_int8_engines).
     cli = load_tool("export_model")

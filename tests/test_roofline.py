@@ -1,7 +1,6 @@
 import importlib
 import json
 import os
-import sys
 from collections import OrderedDict
 
 import pytest
@@ -24,14 +23,20 @@ from atto_detectron.config import load_config
 from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
 from benchmarks.engines import build_benchmark_model
 
-from .conftest import CONFIGS, REPO_ROOT
+from .conftest import CONFIGS
 
 D_CONFIG = os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")
 # AttoNet-D Mask R-CNN on a small image with few proposals and detections.
 SMALL = [
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "192",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10",
-]  # fmt: skip
+    "INPUT.MIN_SIZE_TEST",
+    "128",
+    "INPUT.MAX_SIZE_TEST",
+    "192",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "10",
+]
 SMALL_SIZE = (128, 171)
 F32 = 4
 
@@ -177,8 +182,12 @@ def _report(models=("AttoNet-A", "R50-FPN")):
     return {
         "command": "python -m benchmarks.roofline --sizes 800",
         "machine": {
-            "cpu": "a CPU", "threads": 2, "cpu_count": 2, "torch": "2.3.1", "allocator": "default",
-        },  # fmt: skip
+            "cpu": "a CPU",
+            "threads": 2,
+            "cpu_count": 2,
+            "torch": "2.3.1",
+            "allocator": "default",
+        },
         "clock": "wall",
         "repeats": 3,
         "limits": {
@@ -224,6 +233,7 @@ def test_docs_section_is_regenerated_from_json(tmp_path):
         common.replace_doc_section("<!-- roofline:end --> <!-- roofline:begin -->", "roofline", "")
 
 
+@pytest.mark.slow
 def test_small_detector_roofline_matches_its_complexity():
     _, model = build_benchmark_model(D_CONFIG, SMALL)
     inputs = detector_inputs(image_tensor(synthetic_image(*SMALL_SIZE)))
@@ -252,17 +262,41 @@ def test_small_detector_roofline_matches_its_complexity():
     assert all(rows[part]["bound_s"] > 0 for part in rows)
 
 
+@pytest.mark.slow
 def test_roofline_command_writes_json_and_docs(tmp_path):
     roofline = _benchmark_script("roofline")
     docs = tmp_path / "BENCHMARKS.md"
     report = roofline.main(
         [
-            "--models", "AttoNet-D", "--sizes", "96", "--repeats", "1", "--warmup", "0",
-            "--threads", str(torch.get_num_threads()), "--allocator", "default", "--gemm-size", "256", "--stream-mb", "8", "--peak-repeats", "1",
-            "--output-dir", str(tmp_path), "--docs", str(docs),
-            "--opts", "MODEL.RPN.POST_NMS_TOPK_TEST", "20", "TEST.DETECTIONS_PER_IMAGE", "5",
+            "--models",
+            "AttoNet-D",
+            "--sizes",
+            "96",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            str(torch.get_num_threads()),
+            "--allocator",
+            "default",
+            "--gemm-size",
+            "256",
+            "--stream-mb",
+            "8",
+            "--peak-repeats",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+            "--docs",
+            str(docs),
+            "--opts",
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
+            "20",
+            "TEST.DETECTIONS_PER_IMAGE",
+            "5",
         ]
-    )  # fmt: skip
+    )
     saved = json.loads((tmp_path / "roofline.json").read_text())
     entry = saved["rooflines"]["AttoNet-D/pytorch/96"]
     assert entry["proposals"] == 20 and entry["detections"] == 5

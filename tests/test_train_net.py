@@ -30,18 +30,29 @@ def _args(output_dir, *extra, eval_only=False, resume=False, max_iter=12, period
         argv.append("--resume")
     argv += ["--num-gpus", str(num_gpus)]
     argv += [
-        "DATASETS.TRAIN", f"('{TRAIN}',)",
-        "DATASETS.TEST", f"('{VAL}',)",
-        "MODEL.ATTONET.VARIANT", "D",
-        "SOLVER.MAX_ITER", str(max_iter),
-        "SOLVER.CHECKPOINT_PERIOD", str(period),
-        "SOLVER.WARMUP_ITERS", "2",
-        "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.BASE_LR", "0.01",
-        "DATALOADER.NUM_WORKERS", "0",
-        "SEED", "1",
-        "OUTPUT_DIR", str(output_dir),
-    ] + list(extra)  # fmt: skip
+        "DATASETS.TRAIN",
+        f"('{TRAIN}',)",
+        "DATASETS.TEST",
+        f"('{VAL}',)",
+        "MODEL.ATTONET.VARIANT",
+        "D",
+        "SOLVER.MAX_ITER",
+        str(max_iter),
+        "SOLVER.CHECKPOINT_PERIOD",
+        str(period),
+        "SOLVER.WARMUP_ITERS",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.BASE_LR",
+        "0.01",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "SEED",
+        "1",
+        "OUTPUT_DIR",
+        str(output_dir),
+    ] + list(extra)
     return train_net.get_parser().parse_args(argv)
 
 

@@ -39,9 +39,15 @@ SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 TRAIN, VAL = SYNTH_DATASETS["train"], SYNTH_DATASETS["val"]
 # Small images keep a training iteration well under a second.
 SMALL_INPUTS = [
-    "INPUT.MIN_SIZE_TRAIN", "(96, 128)", "INPUT.MAX_SIZE_TRAIN", "128",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
-]  # fmt: skip
+    "INPUT.MIN_SIZE_TRAIN",
+    "(96, 128)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "128",
+    "INPUT.MIN_SIZE_TEST",
+    "128",
+    "INPUT.MAX_SIZE_TEST",
+    "128",
+]
 VOC_CONFIGS = [
     "atto_maskrcnn_voc.yaml",
     "atto_maskrcnn_voc_B.yaml",
@@ -57,15 +63,35 @@ VOC_CONFIGS = [
 
 def _argv(output_dir, *options, config=SYNTH_CONFIG, max_iter=12, period=3, overrides=()):
     # The options go after the overrides, as users type them.
-    overrides = [
-        "DATASETS.TRAIN", f"('{TRAIN}',)", "DATASETS.TEST", f"('{VAL}',)",
-        "SOLVER.MAX_ITER", str(max_iter), "SOLVER.CHECKPOINT_PERIOD", str(period),
-        "SOLVER.WARMUP_ITERS", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.01",
-        "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "SEED", "1",
-        "OUTPUT_DIR", str(output_dir),
-    ] + SMALL_INPUTS + (["MODEL.ATTONET.VARIANT", "D"] if config == SYNTH_CONFIG else []) + list(
-        overrides
-    )  # fmt: skip
+    overrides = (
+        [
+            "DATASETS.TRAIN",
+            f"('{TRAIN}',)",
+            "DATASETS.TEST",
+            f"('{VAL}',)",
+            "SOLVER.MAX_ITER",
+            str(max_iter),
+            "SOLVER.CHECKPOINT_PERIOD",
+            str(period),
+            "SOLVER.WARMUP_ITERS",
+            "2",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "SOLVER.BASE_LR",
+            "0.01",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "TEST.EVAL_PERIOD",
+            "0",
+            "SEED",
+            "1",
+            "OUTPUT_DIR",
+            str(output_dir),
+        ]
+        + SMALL_INPUTS
+        + (["MODEL.ATTONET.VARIANT", "D"] if config == SYNTH_CONFIG else [])
+        + list(overrides)
+    )
     return ["--config-file", config] + overrides + list(options)
 
 
@@ -121,9 +147,19 @@ def checkpointer_log():
 
 def test_options_may_follow_the_overrides():
     args = train_net.parse_args(
-        ["--config-file", "c.yaml", "SOLVER.BASE_LR", "0.1", "--resume", "SEED", "-1",
-         "--num-gpus", "2", "--eval-only"]
-    )  # fmt: skip
+        [
+            "--config-file",
+            "c.yaml",
+            "SOLVER.BASE_LR",
+            "0.1",
+            "--resume",
+            "SEED",
+            "-1",
+            "--num-gpus",
+            "2",
+            "--eval-only",
+        ]
+    )
     assert args.resume and args.eval_only and args.num_gpus == 2
     assert args.config_file == "c.yaml"
     assert args.opts == ["SOLVER.BASE_LR", "0.1", "SEED", "-1"]
@@ -399,8 +435,9 @@ def test_with_amp_a_non_finite_loss_still_stops_the_run(monkeypatch):
 
 
 def _diverge_on_one_process_worker(output_dir):
-    from detectron2.utils import comm
     from torch.nn.parallel import DistributedDataParallel
+
+    from detectron2.utils import comm
 
     torch.set_num_threads(1)
     # Only process 1's loss is NaN, at iteration 3.

@@ -80,9 +80,13 @@ def test_classifier_checkpoint_with_python_objects_is_not_unpickled(tmp_path, ma
 def test_export_tool_does_not_unpickle_model_weights(tmp_path, marker):
     weights = _crafted_checkpoints(tmp_path, marker)[0]
     argv = [
-        "--config-file", os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml"),
-        "--output", str(tmp_path / "export"), "MODEL.WEIGHTS", weights,
-    ]  # fmt: skip
+        "--config-file",
+        os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml"),
+        "--output",
+        str(tmp_path / "export"),
+        "MODEL.WEIGHTS",
+        weights,
+    ]
     with pytest.raises(SystemExit, match=re.escape(f"{weights} holds Python objects")):
         load_tool("export_model").main(argv)
     assert not (tmp_path / "export").exists()
@@ -161,9 +165,13 @@ class _NoTraining(CandidateEvaluator):
 
 def _explorer(output, resume=False):
     return DesignExplorer(
-        _NoTraining(), get_prototype("uniform", base_width=16), DesignRequirements(), str(output),
-        ExplorerSettings(population=1, num_elite=1), resume=resume,
-    )  # fmt: skip
+        _NoTraining(),
+        get_prototype("uniform", base_width=16),
+        DesignRequirements(),
+        str(output),
+        ExplorerSettings(population=1, num_elite=1),
+        resume=resume,
+    )
 
 
 def _write_search(output, weights):
@@ -172,13 +180,28 @@ def _write_search(output, weights):
     prototype = explorer.prototype
     explorer.candidates.append(
         {
-            "id": 0, "name": prototype.name, "generator": None, "parent": None, "draws": 0,
-            "repairs": 0, "schedule": "scratch", "spec": prototype.to_dict(),
-            "spec_file": os.path.join("candidates", "0000.yaml"), "weights": weights,
-            "accuracy": 50.0, "params": 1, "mult_adds": 1, "latency_ms": None, "netscore": 1.0,
-            "met": {}, "violation": 0.0, "feasible": True, "metrics": {}, "seconds": 0.0,
+            "id": 0,
+            "name": prototype.name,
+            "generator": None,
+            "parent": None,
+            "draws": 0,
+            "repairs": 0,
+            "schedule": "scratch",
+            "spec": prototype.to_dict(),
+            "spec_file": os.path.join("candidates", "0000.yaml"),
+            "weights": weights,
+            "accuracy": 50.0,
+            "params": 1,
+            "mult_adds": 1,
+            "latency_ms": None,
+            "netscore": 1.0,
+            "met": {},
+            "violation": 0.0,
+            "feasible": True,
+            "metrics": {},
+            "seconds": 0.0,
         }
-    )  # fmt: skip
+    )
     explorer._save_state()
     return os.path.join(str(output), STATE_FILE)
 

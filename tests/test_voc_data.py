@@ -527,7 +527,8 @@ import json
 from detectron2.data import DatasetCatalog
 import atto_detectron  # registers
 records = DatasetCatalog.get("voc_2012_seg_train_aug")
-print(json.dumps([[r["image_name"], [a["category_id"] for a in r["annotations"]]] for r in records]))
+labels = [[r["image_name"], [a["category_id"] for a in r["annotations"]]] for r in records]
+print(json.dumps(labels))
 """
     env = dict(os.environ, DETECTRON2_DATASETS=os.path.dirname(voc_root))
     result = subprocess.run(

@@ -35,34 +35,49 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "atto_
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--config-file", default=os.path.normpath(DEFAULT_CONFIG), metavar="FILE",
+        "--config-file",
+        default=os.path.normpath(DEFAULT_CONFIG),
+        metavar="FILE",
         help="Mask R-CNN config to measure (default: configs/atto_maskrcnn_voc.yaml)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--baseline-config", default=None, metavar="FILE",
+        "--baseline-config",
+        default=None,
+        metavar="FILE",
         help="ResNet-50-FPN Mask R-CNN config (default: Detectron2's model-zoo "
         "mask_rcnn_R_50_FPN_3x with the same number of classes)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--image-size", type=int, nargs=2, default=[800, 1067], metavar=("H", "W"),
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=[800, 1067],
+        metavar=("H", "W"),
         help="input image size for the Mask R-CNN comparison (default: 800 1067, a 4:3 "
         "VOC image at the configs' test size)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--accuracy", default="", metavar="NAME=TOP1,...",
+        "--accuracy",
+        default="",
+        metavar="NAME=TOP1,...",
         help="top-1 accuracies in percent (e.g. A=73.0,MobileNet-V1=64.52) to compute "
         "NetScore from the measured parameters and mult-adds",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--accuracy-from", action="append", default=[], metavar="RESULTS_JSON",
+        "--accuracy-from",
+        action="append",
+        default=[],
+        metavar="RESULTS_JSON",
         help="results.json of tools/train_classifier.py: its model's top-1 (repeatable). "
         "NetScore then combines it with this report's 224x224, 51-class complexity",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")
     parser.add_argument(
-        "opts", nargs=argparse.REMAINDER, default=[],
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
         help="KEY VALUE pairs that modify the --config-file config",
-    )  # fmt: skip
+    )
     return parser
 
 

@@ -6,7 +6,8 @@ backbone weights, to initialize Atto-MaskRCNN through MODEL.WEIGHTS.
     python tools/convert_classifier_to_d2.py output/classifier_AttoNet-A/model_final.pth \
         attonet_a_imagenet50.pkl
     python tools/train_net.py --config-file configs/atto_maskrcnn_voc.yaml \
-        MODEL.WEIGHTS attonet_a_imagenet50.pkl MODEL.ATTONET.NORM FrozenBN MODEL.BACKBONE.FREEZE_AT 2
+        MODEL.WEIGHTS attonet_a_imagenet50.pkl MODEL.ATTONET.NORM FrozenBN \
+        MODEL.BACKBONE.FREEZE_AT 2
 
 The file has the format of Detectron2's tools/convert-torchvision-to-d2.py (pickled
 numpy arrays, "matching_heuristics": True): its names are the backbone's own
@@ -33,10 +34,12 @@ def get_parser():
     parser.add_argument("checkpoint", help="classifier checkpoint (.pth) or state dict")
     parser.add_argument("output", help="Detectron2 weights to write (.pkl)")
     parser.add_argument(
-        "--input-format", choices=INPUT_FORMATS, default="BGR",
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default="BGR",
         help="the detector's INPUT.FORMAT (default BGR, Detectron2's and these configs'); "
         "RGB keeps the classifier's channel order",
-    )  # fmt: skip
+    )
     return parser
 
 

@@ -41,8 +41,8 @@ from atto_detectron.design import (
     DetectionEvaluator,
     DetectionSearchConfig,
     ExplorerSettings,
-    format_family_table,
     family_summary,
+    format_family_table,
     get_prototype,
     load_requirements,
     parse_budget,
@@ -62,25 +62,28 @@ def get_parser():
     )
     parser.add_argument("--task", choices=["classification", "detection"], default="classification")
     parser.add_argument(
-        "--data", default=None,
+        "--data",
+        default=None,
         help="classification: ImageFolder dataset folder (train/, val/); detection: "
         "TRAIN,TEST registered dataset names (default: the config's DATASETS)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--budget", required=True,
+        "--budget",
+        required=True,
         help="candidates to evaluate after the prototype (e.g. 12), or minutes of search "
         "(e.g. 30m, 2h; not reproducible)",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="default: output/design_<task>")
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue the search in --output (or start one there if there is none)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads (default: torch's choice)"
-    )  # fmt: skip
+    )
 
     req = parser.add_argument_group("requirements (the flags override the file)")
     req.add_argument("--requirements", metavar="FILE", help="yaml/json requirements file")
@@ -91,19 +94,28 @@ def get_parser():
 
     search = parser.add_argument_group("prototype and search")
     search.add_argument(
-        "--prototype", default="uniform",
+        "--prototype",
+        default="uniform",
         help="uniform (the prototype with uniform cells), A..D, or a spec file",
-    )  # fmt: skip
+    )
     search.add_argument(
         "--prototype-width", type=int, default=32, help="base width of the uniform prototype"
-    )  # fmt: skip
+    )
     defaults = ExplorerSettings()
-    search.add_argument("--population", type=int, default=defaults.population,
-                        help="candidates per generator")  # fmt: skip
-    search.add_argument("--elite", type=int, default=defaults.num_elite,
-                        help="best candidates that steer the next generator")  # fmt: skip
-    search.add_argument("--no-retrain", action="store_true",
-                        help="report the family's search figures; no retraining")  # fmt: skip
+    search.add_argument(
+        "--population", type=int, default=defaults.population, help="candidates per generator"
+    )
+    search.add_argument(
+        "--elite",
+        type=int,
+        default=defaults.num_elite,
+        help="best candidates that steer the next generator",
+    )
+    search.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="report the family's search figures; no retraining",
+    )
     search.add_argument("--name-prefix", default=defaults.name_prefix)
 
     cls = parser.add_argument_group("classification training")
@@ -113,8 +125,12 @@ def get_parser():
     cls.add_argument("--batch-size", type=int, default=c.batch_size)
     cls.add_argument("--workers", type=int, default=c.workers)
     cls.add_argument("--min-crop-scale", type=float, default=c.min_crop_scale)
-    cls.add_argument("--epochs", type=int, default=c.scratch_epochs,
-                     help="from-scratch schedule (prototype, family)")  # fmt: skip
+    cls.add_argument(
+        "--epochs",
+        type=int,
+        default=c.scratch_epochs,
+        help="from-scratch schedule (prototype, family)",
+    )
     cls.add_argument("--lr", type=float, default=c.lr)
     cls.add_argument("--warmup-epochs", type=float, default=c.warmup_epochs)
     cls.add_argument("--finetune-epochs", type=int, default=c.finetune_epochs)
@@ -125,12 +141,20 @@ def get_parser():
     det = parser.add_argument_group("detection training")
     d = DetectionSearchConfig(config_file="")
     det.add_argument("--config-file", default=DEFAULT_DETECTION_CONFIG, metavar="FILE")
-    det.add_argument("--iters", type=int, default=None,
-                     help="from-scratch schedule (default: the config's MAX_ITER)")  # fmt: skip
+    det.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help="from-scratch schedule (default: the config's MAX_ITER)",
+    )
     det.add_argument("--finetune-iters", type=int, default=d.finetune_iters)
     det.add_argument("--finetune-lr-factor", type=float, default=d.finetune_lr_factor)
-    det.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                     help="detection config overrides: KEY VALUE ...")  # fmt: skip
+    det.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="detection config overrides: KEY VALUE ...",
+    )
     return parser
 
 

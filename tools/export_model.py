@@ -50,8 +50,8 @@ from atto_detectron.deploy import (
     FORMAT_ENGINES,
     ExportedModel,
     backbone_input,
-    export_model,
     compare_outputs,
+    export_model,
     outputs_match,
     prepare_for_export,
     reference_outputs,
@@ -76,47 +76,59 @@ def get_parser():
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript")
     parser.add_argument(
-        "--export-method", choices=EXPORT_METHODS, default="tracing",
+        "--export-method",
+        choices=EXPORT_METHODS,
+        default="tracing",
         help="tracing (TorchScript or ONNX; the traced graph takes any input size) or "
         "scripting (TorchScript only)",
-    )  # fmt: skip
+    )
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the export")
     parser.add_argument(
-        "--backbone-only", action="store_true",
+        "--backbone-only",
+        action="store_true",
         help="export the backbone (AttoNet + FPN: normalized, padded images -> p2..p6)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--sample-image", metavar="FILE",
+        "--sample-image",
+        metavar="FILE",
         help="image to trace and check with, resized as at test time (default: a "
         "synthetic image at the config's test size)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-fuse", action="store_true", help="keep BN layers unfused")
     parser.add_argument("--opset", type=int, default=DEFAULT_ONNX_OPSET, help="ONNX opset")
     parser.add_argument(
-        "--no-check", action="store_true",
+        "--no-check",
+        action="store_true",
         help="skip running the exported model against PyTorch on the sample image and on "
         "a second image of another size",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--int8", action="store_true",
+        "--int8",
+        action="store_true",
         help="also write INT8 models (ONNX exports): onnxruntime's static QDQ model in "
         "<output>/onnxruntime-int8 and NNCF's OpenVINO model in <output>/openvino-int8",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
+        "--calibration-images",
+        type=int,
+        default=DEFAULT_CALIBRATION_IMAGES,
+        metavar="N",
         help="images of cfg.DATASETS.TRAIN that calibrate --int8, evenly spaced over the "
         "set and resized as at test time (default %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--run-eval", action="store_true",
+        "--run-eval",
+        action="store_true",
         help=f"run every engine of the export (TorchScript; onnxruntime and OpenVINO, and "
         f"their INT8 models with --int8) on cfg.DATASETS.TEST[0] with COCOEvaluator; "
         f"writes box and mask AP per engine to <output>/{EVAL_FILE}",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "opts", nargs=argparse.REMAINDER, default=[],
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
         help="KEY VALUE pairs that modify the config, e.g. MODEL.WEIGHTS model_final.pth",
-    )  # fmt: skip
+    )
     return parser
 
 

@@ -22,9 +22,11 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--num-classes", type=int, default=10,
+        "--num-classes",
+        type=int,
+        default=10,
         help=f"2..{MAX_SYNTHETIC_CLASSES} (shape, colour) classes (default: 10)",
-    )  # fmt: skip
+    )
     parser.add_argument("--train-per-class", type=int, default=100)
     parser.add_argument("--val-per-class", type=int, default=30)
     parser.add_argument("--image-size", type=int, default=64, help="side of the images, pixels")

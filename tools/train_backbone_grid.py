@@ -5,9 +5,9 @@ on the generated VOC-layout data, with the demo's schedule and seeds 0 and 1, me
 latency, memory and mult-adds at shortest edge 800 in one side-by-side benchmark run,
 and writes the results JSON, two plots and docs/MODEL_ZOO.md.
 
-    python tools/train_backbone_grid.py                    # benchmark, train what is missing, report
-    python tools/train_backbone_grid.py --max-runs 2       # at most two training runs this time
-    python tools/train_backbone_grid.py --report-only      # report the runs finished so far
+    python tools/train_backbone_grid.py                # benchmark, train what is missing, report
+    python tools/train_backbone_grid.py --max-runs 2   # at most two training runs this time
+    python tools/train_backbone_grid.py --report-only  # report the runs finished so far
     python tools/train_backbone_grid.py --from-json docs/results/backbone_grid.json  # docs only
 
 The runs take hours on 2 CPU cores: the tool resumes where it stopped. A finished run
@@ -61,42 +61,57 @@ logger = logging.getLogger("train_backbone_grid")
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--output-dir", default="output/backbone_grid", metavar="DIR",
+        "--output-dir",
+        default="output/backbone_grid",
+        metavar="DIR",
         help="runs go to DIR/runs/<model>/seed<k>, the benchmark to DIR/benchmark",
-    )  # fmt: skip
+    )
     parser.add_argument("--models", nargs="+", default=list(GRID), choices=list(GRID))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument(
-        "--num-gpus", type=int, default=2,
+        "--num-gpus",
+        type=int,
+        default=2,
         help="training processes per run, as `make demo` (CPU processes with Gloo)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max-runs", type=int, default=None,
+        "--max-runs",
+        type=int,
+        default=None,
         help="train at most this many runs now, then report (default: all missing)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--benchmark-repeats", type=int, default=5,
+        "--benchmark-repeats",
+        type=int,
+        default=5,
         help="timed rounds of the side-by-side benchmark (default 5)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--report-only", action="store_true", help="train and benchmark nothing: report"
     )
     parser.add_argument(
-        "--json", default="docs/results/backbone_grid.json", metavar="FILE",
+        "--json",
+        default="docs/results/backbone_grid.json",
+        metavar="FILE",
         help="the results JSON (default: %(default)s, committed)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--docs", default="docs/MODEL_ZOO.md", metavar="FILE",
+        "--docs",
+        default="docs/MODEL_ZOO.md",
+        metavar="FILE",
         help="the model-zoo page written from the JSON (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--images", default="docs/images", metavar="DIR",
+        "--images",
+        default="docs/images",
+        metavar="DIR",
         help="where the two plots go (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--from-json", metavar="FILE",
+        "--from-json",
+        metavar="FILE",
         help="measure and train nothing: write --docs and the plots from FILE",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -151,10 +166,18 @@ def run_dir(args, model: str, seed: int) -> str:
 
 def train_command(args, model: str, seed: int):
     return [
-        sys.executable, "tools/train_net.py", "--config-file", GRID[model],
-        "--num-gpus", str(args.num_gpus), "--resume",
-        "SEED", str(seed), "OUTPUT_DIR", run_dir(args, model, seed),
-    ]  # fmt: skip
+        sys.executable,
+        "tools/train_net.py",
+        "--config-file",
+        GRID[model],
+        "--num-gpus",
+        str(args.num_gpus),
+        "--resume",
+        "SEED",
+        str(seed),
+        "OUTPUT_DIR",
+        run_dir(args, model, seed),
+    ]
 
 
 def train_missing_runs(args, recorded=()):
@@ -205,12 +228,28 @@ def run_benchmark(args, recorded=None):
     if os.path.isfile(path) or benchmark_recorded(recorded or {}, args.models):
         return
     command = [
-        sys.executable, "-m", "benchmarks.bench_inference", "--models", *args.models,
-        "--sizes", str(BENCHMARK_SHORT_EDGE), "--engines", BENCHMARK_ENGINE,
-        "--repeats", str(args.benchmark_repeats), "--warmup", "1", "--allocator", "default",
-        "--memory-engines", BENCHMARK_ENGINE, "--memory-repeats", "1",
-        "--output-dir", benchmark_dir(args),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "benchmarks.bench_inference",
+        "--models",
+        *args.models,
+        "--sizes",
+        str(BENCHMARK_SHORT_EDGE),
+        "--engines",
+        BENCHMARK_ENGINE,
+        "--repeats",
+        str(args.benchmark_repeats),
+        "--warmup",
+        "1",
+        "--allocator",
+        "default",
+        "--memory-engines",
+        BENCHMARK_ENGINE,
+        "--memory-repeats",
+        "1",
+        "--output-dir",
+        benchmark_dir(args),
+    ]
     logger.info(f"benchmark: {shlex.join(command)}")
     subprocess.run(command, cwd=REPO_ROOT, check=True)
 
@@ -226,8 +265,13 @@ def backbone_parameters(config: str) -> int:
 
 
 COST_KEYS = (
-    "benchmark_config", "params", "mult_adds", "latency_ms", "latency_ratio_paired", "memory_mb",
-)  # fmt: skip
+    "benchmark_config",
+    "params",
+    "mult_adds",
+    "latency_ms",
+    "latency_ratio_paired",
+    "memory_mb",
+)
 
 
 def collect(args, recorded=None) -> dict:
@@ -291,9 +335,20 @@ def collect(args, recorded=None) -> dict:
             "data": "voc_synth_train / voc_synth_val (tools/make_synthetic_voc.py)",
             "schedule": "each config's own (the demo's: 1100 iterations, 4 images, cosine)",
             "command": shlex.join(
-                ["python", "tools/train_net.py", "--config-file", "CONFIG", "--num-gpus",
-                 str(args.num_gpus), "--resume", "SEED", "K", "OUTPUT_DIR", "DIR"]
-            ),  # fmt: skip
+                [
+                    "python",
+                    "tools/train_net.py",
+                    "--config-file",
+                    "CONFIG",
+                    "--num-gpus",
+                    str(args.num_gpus),
+                    "--resume",
+                    "SEED",
+                    "K",
+                    "OUTPUT_DIR",
+                    "DIR",
+                ]
+            ),
         },
         "benchmark": {
             "command": bench.get("command"),

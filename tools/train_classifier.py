@@ -31,6 +31,7 @@ from detectron2.utils.logger import setup_logger
 
 import atto_detectron  # noqa: F401  (registers the AttoNet backbones)
 from atto_detectron import build_attonet_classifier, get_attonet_spec
+from atto_detectron.checkpoint import AtomicCheckpointer
 from atto_detectron.classification import (
     ClassifierTrainConfig,
     ClassifierTrainer,
@@ -41,7 +42,6 @@ from atto_detectron.classification import (
     format_classifier_results,
     write_classifier_results,
 )
-from atto_detectron.checkpoint import AtomicCheckpointer
 from atto_detectron.engine import set_cpu_threads
 
 logger = logging.getLogger("atto_detectron")
@@ -55,20 +55,25 @@ def get_parser():
     )
     model = parser.add_argument_group("model and data")
     model.add_argument(
-        "--variant", default="A",
+        "--variant",
+        default="A",
         help="A..D (AttoNet-A..D of Table 1) or the path of an AttoNet spec file (.yaml/.json)",
-    )  # fmt: skip
+    )
     model.add_argument("--data-root", required=True, metavar="DIR", help="ImageFolder dataset")
     model.add_argument(
-        "--num-classes", type=int, default=None,
+        "--num-classes",
+        type=int,
+        default=None,
         help="outputs of the FC layer (default: the number of class folders; the paper's "
         "ImageNet50 classifiers have 51)",
-    )  # fmt: skip
+    )
     model.add_argument("--image-size", type=int, default=224, help="training/validation crop")
     model.add_argument(
-        "--min-crop-scale", type=float, default=0.08,
+        "--min-crop-scale",
+        type=float,
+        default=0.08,
         help="smallest area fraction of RandomResizedCrop (default: ImageNet's 0.08)",
-    )  # fmt: skip
+    )
     model.add_argument("--workers", type=int, default=4, help="data loader processes per process")
 
     solver = parser.add_argument_group("training")
@@ -76,57 +81,74 @@ def get_parser():
     solver.add_argument("--epochs", type=int, default=defaults.epochs)
     solver.add_argument(
         "--batch-size", type=int, default=256, help="images per iteration, all processes together"
-    )  # fmt: skip
+    )
     solver.add_argument("--lr", type=float, default=defaults.base_lr, help="base learning rate")
     solver.add_argument("--momentum", type=float, default=defaults.momentum)
     solver.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     solver.add_argument("--schedule", choices=["cosine", "step"], default=defaults.lr_schedule)
     solver.add_argument(
-        "--lr-steps", type=int, nargs="+", default=list(defaults.lr_steps), metavar="EPOCH",
+        "--lr-steps",
+        type=int,
+        nargs="+",
+        default=list(defaults.lr_steps),
+        metavar="EPOCH",
         help="epochs at which --schedule step multiplies the lr by --lr-gamma",
-    )  # fmt: skip
+    )
     solver.add_argument("--lr-gamma", type=float, default=defaults.lr_gamma)
     solver.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs)
     solver.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     solver.add_argument(
-        "--eval-period", type=int, default=defaults.eval_period, metavar="EPOCHS",
+        "--eval-period",
+        type=int,
+        default=defaults.eval_period,
+        metavar="EPOCHS",
         help="evaluate every this many epochs (0: at the end only)",
-    )  # fmt: skip
+    )
     solver.add_argument(
         "--checkpoint-period", type=int, default=defaults.checkpoint_period, metavar="EPOCHS"
-    )  # fmt: skip
+    )
     solver.add_argument("--seed", type=int, default=0)
     solver.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     run = parser.add_argument_group("run")
     run.add_argument(
-        "--output", default=None, metavar="DIR",
+        "--output",
+        default=None,
+        metavar="DIR",
         help="checkpoints, metrics.json, results.json (default: output/classifier_<model>)",
-    )  # fmt: skip
+    )
     run.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue from the last checkpoint in --output, if there is one",
-    )  # fmt: skip
+    )
     run.add_argument(
-        "--weights", default="", metavar="FILE",
+        "--weights",
+        default="",
+        metavar="FILE",
         help="initial weights (training) or the weights to evaluate (--eval-only)",
-    )  # fmt: skip
+    )
     run.add_argument("--eval-only", action="store_true", help="evaluate --weights, no training")
     run.add_argument(
-        "--num-gpus", type=int, default=1,
+        "--num-gpus",
+        type=int,
+        default=1,
         help="processes per machine: GPUs with CUDA, else CPU processes (Gloo)",
-    )  # fmt: skip
+    )
     run.add_argument(
-        "--threads", type=int, default=0,
+        "--threads",
+        type=int,
+        default=0,
         help="CPU threads per process (default: the cores shared among the processes); "
         "1 is fastest for small models and images on a busy machine",
-    )  # fmt: skip
+    )
     run.add_argument("--num-machines", type=int, default=1)
     run.add_argument("--machine-rank", type=int, default=0)
     run.add_argument(
-        "--dist-url", default="auto",
+        "--dist-url",
+        default="auto",
         help="tcp://HOST:PORT of machine 0 for multi-machine runs (default: a free local port)",
-    )  # fmt: skip
+    )
     return parser
 
 

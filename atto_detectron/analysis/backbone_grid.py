@@ -146,10 +146,22 @@ def format_model_zoo(report: Dict, baseline: str = "R50-FPN") -> str:
     """The model-zoo table and findings of a grid report, as Markdown."""
     base_latency = report["models"].get(baseline, {}).get("latency_ms")
     header = [
-        "model", "backbone params (M)", "params (M)", "mult-adds at 800 (G)", "latency (ms)",
-        f"{baseline} / model", "memory (MB)", "seeds", "box AP", "box AP50", "box AP75",
-        "mask AP", "mask AP50", "mask AP75", "Pareto (AP50 vs latency)",
-    ]  # fmt: skip
+        "model",
+        "backbone params (M)",
+        "params (M)",
+        "mult-adds at 800 (G)",
+        "latency (ms)",
+        f"{baseline} / model",
+        "memory (MB)",
+        "seeds",
+        "box AP",
+        "box AP50",
+        "box AP75",
+        "mask AP",
+        "mask AP50",
+        "mask AP75",
+        "Pareto (AP50 vs latency)",
+    ]
     rows = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join([":--"] + ["--:"] * (len(header) - 1)) + "|",
@@ -190,8 +202,10 @@ def plot_grid(report: Dict, path: str, cost: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    label = {"latency_ms": "CPU latency at shortest edge 800 (ms, PyTorch eager)",
-             "mult_adds": "mult-adds at 800 x 1067 (G)"}[cost]  # fmt: skip
+    label = {
+        "latency_ms": "CPU latency at shortest edge 800 (ms, PyTorch eager)",
+        "mult_adds": "mult-adds at 800 x 1067 (G)",
+    }[cost]
     scale = 1e9 if cost == "mult_adds" else 1.0
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, task in zip(axes, ("box", "mask")):

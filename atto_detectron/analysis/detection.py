@@ -4,8 +4,8 @@ from collections import OrderedDict
 from typing import Dict
 
 import torch
-from torch import nn
 from fvcore.nn import parameter_count
+from torch import nn
 
 from detectron2 import model_zoo
 from detectron2.config import CfgNode

@@ -7,12 +7,12 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
+from ..config import load_config
 from ..modeling import get_attonet_spec
 from .classifiers import CLASSIFIER_BUILDERS, classifier_complexity
 from .complexity import netscore
-from .formatting import format_number, format_ratio
-from ..config import load_config
 from .detection import DETECTOR_PARTS, detection_complexity, r50_fpn_maskrcnn_config
+from .formatting import format_number, format_ratio
 from .paper_reference import ATTO_MASKRCNN, TABLE2
 
 __all__ = [

@@ -68,9 +68,9 @@ def format_classifier_results(record: Mapping) -> str:
             f"  top-1      {format_number(record['top1'], digits=2, unit='%')}",
             f"  top-5      {format_number(record['top5'], digits=2, unit='%')}",
             f"  params     {record['params']:,} ({format_number(record['params'], 1e6, 3, 'M')})",
-            f"  mult-adds  {record['mult_adds']:,} ({format_number(record['mult_adds'], 1e6, 2, 'M')} at "
-            f"{size}x{size})",
-            f"  NetScore   {format_number(record['netscore'], digits=2)} (top-1, params and mult-adds above; alpha=2, "
-            f"beta=gamma=0.5)",
+            f"  mult-adds  {record['mult_adds']:,} "
+            f"({format_number(record['mult_adds'], 1e6, 2, 'M')} at {size}x{size})",
+            f"  NetScore   {format_number(record['netscore'], digits=2)} "
+            "(top-1, params and mult-adds above; alpha=2, beta=gamma=0.5)",
         ]
     )

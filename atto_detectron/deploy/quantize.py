@@ -64,8 +64,7 @@ import numpy as np
 import torch
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog
-from detectron2.data import detection_utils
+from detectron2.data import DatasetCatalog, detection_utils
 from detectron2.data import transforms as T
 
 from .export import FORMAT_ENGINES, INFO_FILE, MODEL_FILES

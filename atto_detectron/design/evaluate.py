@@ -237,9 +237,13 @@ class ClassificationEvaluator(CandidateEvaluator):
             initialize(model)
         params, mult_adds = self.complexity(spec)
         trainer = ClassifierTrainer(
-            model, self.data.train, self.data.val, self.train_config(schedule, seed),
-            output_dir=None, device=self.device,
-        )  # fmt: skip
+            model,
+            self.data.train,
+            self.data.val,
+            self.train_config(schedule, seed),
+            output_dir=None,
+            device=self.device,
+        )
         metrics = trainer.train()
         latency = None
         if measure_latency:

@@ -50,9 +50,10 @@ def derive_family(state: SearchState) -> List[FamilyMember]:
     for generator in state.generators:
         k = generator.index
         scored = [
-            c for c in state.candidates
+            c
+            for c in state.candidates
             if c.generator == k and c.figures.feasible and c.figures.netscore is not None
-        ]  # fmt: skip
+        ]
         if not scored:
             continue
         winner = min(scored, key=ranking_key)

@@ -125,9 +125,11 @@ class CellGenerator:
         for i, m in enumerate(prototype.multiplier):
             multiplier_probs[i, MULTIPLIER_CHOICES.index(m)] = settings.initial_keep
         projection_probs = np.array(
-            [1.0 - settings.initial_projection if p else settings.initial_projection
-             for p in prototype.projection]
-        )  # fmt: skip
+            [
+                1.0 - settings.initial_projection if p else settings.initial_projection
+                for p in prototype.projection
+            ]
+        )
         projection_probs[list(prototype.first_modules)] = 1.0
         return cls(
             template=prototype,
@@ -197,9 +199,14 @@ class CellGenerator:
         )
         projection_probs[list(self.template.first_modules)] = 1.0
         return CellGenerator(
-            self.template, mean, sigma, scale_sigma, self.upper, multiplier_probs,
+            self.template,
+            mean,
+            sigma,
+            scale_sigma,
+            self.upper,
+            multiplier_probs,
             projection_probs,
-        )  # fmt: skip
+        )
 
     def center(self) -> CellGenome:
         """The most likely genome: rounded mean widths, most likely choices."""
@@ -208,9 +215,14 @@ class CellGenerator:
         multipliers = tuple(MULTIPLIER_CHOICES[int(i)] for i in self.multiplier_probs.argmax(1))
         projection = tuple(bool(p >= 0.5) for p in self.projection_probs)
         return CellGenome(
-            genome.depths, genome.stem, genome.widths, genome.compression, multipliers,
-            genome.mixing, projection,
-        )  # fmt: skip
+            genome.depths,
+            genome.stem,
+            genome.widths,
+            genome.compression,
+            multipliers,
+            genome.mixing,
+            projection,
+        )
 
     def to_dict(self) -> Dict:
         return {

@@ -293,8 +293,10 @@ def plot_family(summary: Mapping, path: str) -> str:
 
     ax = axes[2]
     ids = [c["id"] for c in candidates]
-    scores = [c["netscore"] if c["netscore"] is not None and c["feasible"] else math.nan
-              for c in candidates]  # fmt: skip
+    scores = [
+        c["netscore"] if c["netscore"] is not None and c["feasible"] else math.nan
+        for c in candidates
+    ]
     ax.plot(ids, scores, "o", c="0.6", ms=4, label="candidates meeting the requirements")
     if prototype["netscore"] is not None:
         ax.axhline(prototype["netscore"], c="k", lw=1, label="prototype")

@@ -2,14 +2,13 @@
 
 from typing import Callable, Optional, Sequence, Union
 
+import fvcore.nn.weight_init as weight_init
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
-
-import fvcore.nn.weight_init as weight_init
 
 from .attonet_spec import IDENTITY, STAGE_NAMES, AttoModuleSpec, AttoNetSpec, get_attonet_spec
 
@@ -235,8 +234,8 @@ class AttoNet(Backbone):
         max_freeze_at = 1 + len(STAGE_NAMES)
         if not 0 <= freeze_at <= max_freeze_at:
             raise ValueError(
-                f"freeze_at must be 0 (train everything), 1 (freeze the stem) or 2..{max_freeze_at} "
-                f"(also res2..res<k>); got {freeze_at}."
+                f"freeze_at must be 0 (train everything), 1 (freeze the stem) or "
+                f"2..{max_freeze_at} (also res2..res<k>); got {freeze_at}."
             )
         if freeze_at >= 1:
             self.stem.freeze()

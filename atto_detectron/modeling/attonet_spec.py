@@ -163,7 +163,7 @@ def _spec(name: str, stem_channels: int, rows: Sequence[Tuple]) -> AttoNetSpec:
     return AttoNetSpec(name=name, stem_channels=stem_channels, stages=tuple(stages))
 
 
-P, I = PROJECTION, IDENTITY
+P, I = PROJECTION, IDENTITY  # noqa: E741 (one letter keeps the table's rows aligned)
 # fmt: off
 # Table 1 of the paper. Each row is one module: c, M, g, p, o, stride, shortcut.
 ATTONET_A = _spec("AttoNet-A", stem_channels=8, rows=[

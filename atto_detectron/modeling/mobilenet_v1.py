@@ -6,10 +6,20 @@ __all__ = ["MobileNetV1"]
 
 # (output channels, stride) of the 13 depthwise-separable blocks, width multiplier 1.0.
 _BLOCKS = (
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
-    (1024, 2), (1024, 1),
-)  # fmt: skip
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
 
 
 def _conv_bn_relu(in_channels, out_channels, kernel_size, stride, groups=1):

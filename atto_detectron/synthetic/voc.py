@@ -163,9 +163,14 @@ def _aeroplane(p: _Parts, rng):
     p.polygon([(-1, -0.14), (0.65, -0.15), (1, 0), (0.65, 0.15), (-1, 0.14)], "fuselage")
     for side in (-1, 1):
         p.polygon(
-            [(0.3, 0.1 * side), (0.3 - sweep, 0.95 * side), (0.3 - sweep - chord, 0.95 * side),
-             (0.3 - chord - 0.1, 0.1 * side)], "fuselage",
-        )  # fmt: skip
+            [
+                (0.3, 0.1 * side),
+                (0.3 - sweep, 0.95 * side),
+                (0.3 - sweep - chord, 0.95 * side),
+                (0.3 - chord - 0.1, 0.1 * side),
+            ],
+            "fuselage",
+        )
         p.polygon(
             [(-0.68, 0.1 * side), (-0.88, 0.45 * side), (-1.05, 0.45 * side), (-1.0, 0.1 * side)],
             "fuselage",

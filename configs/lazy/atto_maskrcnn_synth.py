@@ -3,9 +3,9 @@
 # model, data and schedule as ../synth/atto_maskrcnn_synth.yaml (which explains them).
 #   python .../tools/lazyconfig_train_net.py --config-file configs/lazy/atto_maskrcnn_synth.py \
 #       --num-gpus 2    # two CPU processes (Gloo), 2 images each
-import detectron2.data.transforms as T
 from fvcore.common.param_scheduler import CosineParamScheduler
 
+import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
 
