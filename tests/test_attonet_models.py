@@ -95,7 +95,7 @@ def test_stages_after_the_last_output_are_not_built():
 
 
 def test_unknown_output_name():
-    with pytest.raises(AssertionError, match="res6"):
+    with pytest.raises(ValueError, match="res6"):
         AttoNet("A", out_features=["res6"])
 
 

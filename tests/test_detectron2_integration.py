@@ -68,6 +68,14 @@ def test_out_of_range_freeze_at_is_rejected_naming_the_key(freeze_at):
         build_backbone(cfg, ShapeSpec(channels=3))
 
 
+def test_unknown_output_is_rejected_naming_the_key():
+    cfg = _cfg(freeze_at=0)
+    cfg.MODEL.BACKBONE.NAME = "build_attonet_backbone"
+    cfg.MODEL.ATTONET.OUT_FEATURES = ["res2", "res6"]
+    with pytest.raises(ValueError, match="MODEL.ATTONET.OUT_FEATURES: .*'res6'.*'res5'"):
+        build_backbone(cfg, ShapeSpec(channels=3))
+
+
 def test_freeze_at_5_freezes_every_stage():
     cfg = _cfg(freeze_at=5)
     cfg.MODEL.BACKBONE.NAME = "build_attonet_backbone"

@@ -19,8 +19,9 @@ from .peer_backbones import (
     build_mobilenet_v2_backbone,
     build_shufflenet_v2_backbone,
     mobilenet_v2_backbone,
+    replace_batch_norms,
     shufflenet_v2_backbone,
 )
-from .staged_backbone import StagedBackbone, replace_batch_norms
+from .staged_backbone import StagedBackbone
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -3,14 +3,14 @@
 from typing import Callable, Optional, Sequence, Union
 
 import fvcore.nn.weight_init as weight_init
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling import BACKBONE_REGISTRY
 
 from .attonet_spec import IDENTITY, STAGE_NAMES, AttoModuleSpec, AttoNetSpec, get_attonet_spec
+from .staged_backbone import StagedBackbone
 
 __all__ = [
     "AttoNetStem",
@@ -121,7 +121,7 @@ class AttoModule(CNNBlockBase):
         return out.add_(shortcut)
 
 
-class AttoNet(Backbone):
+class AttoNet(StagedBackbone):
     """
     An AttoNet (any :class:`AttoNetSpec`) as a Detectron2 backbone.
 
@@ -149,101 +149,31 @@ class AttoNet(Backbone):
                 ... (see :func:`attonet_norm`).
             freeze_at: 0 trains everything; 1 freezes the stem; k in 2..5 freezes the
                 stem and stages res2 .. res<k> (as Detectron2's ResNet).
+
+        Raises:
+            ValueError: an unknown output name or ``freeze_at`` outside 0..5.
         """
-        super().__init__()
-        self.spec = get_attonet_spec(spec)
-        if out_features is None:
-            out_features = ["res5"]
+        spec = get_attonet_spec(spec)
+        out_features = ["res5"] if out_features is None else list(out_features)
         valid = ("stem",) + STAGE_NAMES
         for name in out_features:
-            assert name in valid, f"AttoNet has no output {name!r}; available: {list(valid)}"
+            if name not in valid:
+                raise ValueError(f"AttoNet has no output {name!r}; available: {list(valid)}")
         num_stages = max(STAGE_NAMES.index(f) + 1 if f != "stem" else 0 for f in out_features)
 
-        self.stem = AttoNetStem(in_channels, self.spec.stem_channels, norm=norm)
-        current_stride = self.stem.stride
-        self._out_feature_strides = {"stem": current_stride}
-        self._out_feature_channels = {"stem": self.stem.out_channels}
-
-        channels = self.stem.out_channels
-        # A ModuleDict (keys "res2".."res5") keeps forward() scriptable.
-        self.stages = nn.ModuleDict()
-        for name, module_specs in zip(STAGE_NAMES[:num_stages], self.spec.stages):
+        stem = AttoNetStem(in_channels, spec.stem_channels, norm=norm)
+        channels, stride = stem.out_channels, stem.stride
+        stages = []
+        for module_specs in spec.stages[:num_stages]:
             blocks = []
             for module_spec in module_specs:
                 blocks.append(AttoModule(channels, module_spec, norm=norm))
                 channels = module_spec.out_channels
-                current_stride *= module_spec.stride
-            self.stages[name] = nn.Sequential(*blocks)
-            self._out_feature_strides[name] = current_stride
-            self._out_feature_channels[name] = channels
-
-        self._out_features = list(out_features)
-        self.freeze(freeze_at)
-
-    def forward(self, x):
-        """
-        Args:
-            x: images, ``(N, C, H, W)``.
-
-        Returns:
-            dict[str, Tensor]: the requested outputs; "resK" is
-            ``(N, channels, ceil(H / 2**K), ceil(W / 2**K))``.
-        """
-        assert x.dim() == 4, f"AttoNet takes (N, C, H, W) inputs! Got {x.shape} instead!"
-        if not self.training and x.device.type == "cpu":
-            # oneDNN's CPU convolutions compute in NHWC: given NCHW, each conv reorders
-            # its input and output, which costs as much as a thin 1x1 conv itself. The
-            # outputs keep this layout (same values, other strides), as do the FPN's.
-            x = x.contiguous(memory_format=torch.channels_last)
-        outputs = {}
-        x = self.stem(x)
-        if "stem" in self._out_features:
-            outputs["stem"] = x
-        for name, stage in self.stages.items():
-            x = stage(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
-
-    def output_shape(self):
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
-
-    @property
-    def size_divisibility(self) -> int:
-        return 32
-
-    def freeze(self, freeze_at: int = 0):
-        """
-        Freezes the stem (freeze_at >= 1) and the first ``freeze_at - 1`` stages: their
-        parameters stop requiring grad and their BatchNorms become FrozenBatchNorm2d.
-
-        Args:
-            freeze_at: 0 (nothing) to 5 (the stem and res2..res5).
-
-        Returns:
-            AttoNet: self.
-
-        Raises:
-            ValueError: ``freeze_at`` is outside 0..5.
-        """
-        max_freeze_at = 1 + len(STAGE_NAMES)
-        if not 0 <= freeze_at <= max_freeze_at:
-            raise ValueError(
-                f"freeze_at must be 0 (train everything), 1 (freeze the stem) or "
-                f"2..{max_freeze_at} (also res2..res<k>); got {freeze_at}."
-            )
-        if freeze_at >= 1:
-            self.stem.freeze()
-        for index, stage in enumerate(self.stages.values(), start=2):
-            if freeze_at >= index:
-                for block in stage.children():
-                    block.freeze()
-        return self
+                stride *= module_spec.stride
+            stages.append((nn.Sequential(*blocks), ShapeSpec(channels=channels, stride=stride)))
+        stem_shape = ShapeSpec(channels=stem.out_channels, stride=stem.stride)
+        super().__init__(stem, stem_shape, stages, out_features, freeze_at)
+        self.spec = spec
 
 
 @BACKBONE_REGISTRY.register()
@@ -259,7 +189,10 @@ def build_attonet_backbone(cfg, input_shape: ShapeSpec) -> AttoNet:
     norm         = cfg.MODEL.ATTONET.NORM
     freeze_at    = cfg.MODEL.BACKBONE.FREEZE_AT
     # fmt: on
-    model = AttoNet(variant, in_channels=input_shape.channels, out_features=out_features, norm=norm)
+    try:
+        model = AttoNet(variant, input_shape.channels, out_features=out_features, norm=norm)
+    except ValueError as e:
+        raise ValueError(f"MODEL.ATTONET.OUT_FEATURES: {e}") from e
     try:
         return model.freeze(freeze_at)
     except ValueError as e:

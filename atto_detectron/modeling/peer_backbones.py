@@ -6,17 +6,35 @@ peers that the paper's Table 2 compares AttoNets with, in the same Mask R-CNN.
 from torch import nn
 from torchvision.models import mobilenet_v2, shufflenet_v2_x1_0
 
-from detectron2.layers import ShapeSpec
+from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 
-from .staged_backbone import StagedBackbone, replace_batch_norms
+from .attonet import attonet_norm
+from .staged_backbone import StagedBackbone
 
 __all__ = [
     "build_mobilenet_v2_backbone",
     "build_shufflenet_v2_backbone",
     "mobilenet_v2_backbone",
+    "replace_batch_norms",
     "shufflenet_v2_backbone",
 ]
+
+
+def replace_batch_norms(module: nn.Module, norm) -> nn.Module:
+    """
+    Replaces every ``nn.BatchNorm2d`` under ``module`` (in place) by the norm that
+    :func:`detectron2.layers.get_norm` makes for ``norm`` ("BN", "SyncBN", "naiveSyncBN",
+    "FrozenBN", "GN" with AttoNet's group rule, "" for none), with the same width.
+    Returns ``module``.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            replacement = get_norm(attonet_norm(norm), child.num_features)
+            setattr(module, name, replacement if replacement is not None else nn.Identity())
+        else:
+            replace_batch_norms(child, norm)
+    return module
 
 
 def mobilenet_v2_backbone(out_features=None, norm="BN", freeze_at: int = 0) -> StagedBackbone:
@@ -28,8 +46,13 @@ def mobilenet_v2_backbone(out_features=None, norm="BN", freeze_at: int = 0) -> S
     """
     features = replace_batch_norms(mobilenet_v2(weights=None).features, norm)
     cuts = [(2, 4, 24), (4, 7, 32), (7, 14, 96), (14, 19, 1280)]
-    stages = [(features[start:stop], channels) for start, stop, channels in cuts]
-    return StagedBackbone(features[:2], stages, out_features, freeze_at)
+    stages = [
+        (features[start:stop], ShapeSpec(channels=channels, stride=4 * 2**index))
+        for index, (start, stop, channels) in enumerate(cuts)
+    ]
+    return StagedBackbone(
+        features[:2], ShapeSpec(channels=16, stride=2), stages, out_features, freeze_at
+    )
 
 
 def shufflenet_v2_backbone(out_features=None, norm="BN", freeze_at: int = 0) -> StagedBackbone:
@@ -41,12 +64,14 @@ def shufflenet_v2_backbone(out_features=None, norm="BN", freeze_at: int = 0) -> 
     """
     net = replace_batch_norms(shufflenet_v2_x1_0(weights=None), norm)
     stages = [
-        (net.maxpool, 24),
-        (net.stage2, 116),
-        (net.stage3, 232),
-        (nn.Sequential(net.stage4, net.conv5), 1024),
+        (net.maxpool, ShapeSpec(channels=24, stride=4)),
+        (net.stage2, ShapeSpec(channels=116, stride=8)),
+        (net.stage3, ShapeSpec(channels=232, stride=16)),
+        (nn.Sequential(net.stage4, net.conv5), ShapeSpec(channels=1024, stride=32)),
     ]
-    return StagedBackbone(net.conv1, stages, out_features, freeze_at)
+    return StagedBackbone(
+        net.conv1, ShapeSpec(channels=24, stride=2), stages, out_features, freeze_at
+    )
 
 
 def _build(factory, key: str, cfg):

@@ -1,75 +1,68 @@
-"""A classifier's feature extractor, cut into a stem and stages res2..res5, as a backbone."""
+"""A bottom-up network cut into a stem and stages res2..res5, as a Detectron2 backbone."""
 
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from detectron2.layers import FrozenBatchNorm2d, ShapeSpec, get_norm
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import Backbone
 
-from .attonet import attonet_norm
 from .attonet_spec import STAGE_NAMES
 
-__all__ = ["StagedBackbone", "replace_batch_norms"]
-
-
-def replace_batch_norms(module: nn.Module, norm) -> nn.Module:
-    """
-    Replaces every ``nn.BatchNorm2d`` under ``module`` (in place) by the norm that
-    :func:`detectron2.layers.get_norm` makes for ``norm`` ("BN", "SyncBN", "naiveSyncBN",
-    "FrozenBN", "GN" with AttoNet's group rule, "" for none), with the same width.
-    Returns ``module``.
-    """
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            replacement = get_norm(attonet_norm(norm), child.num_features)
-            setattr(module, name, replacement if replacement is not None else nn.Identity())
-        else:
-            replace_batch_norms(child, norm)
-    return module
+__all__ = ["StagedBackbone"]
 
 
 class StagedBackbone(Backbone):
     """
-    A bottom-up network given as a stem and the stages "res2".."res5" (strides 4, 8, 16
-    and 32), with Detectron2's ResNet conventions: the outputs are named after the
-    stages, ``freeze_at`` freezes the stem and the first stages, and the backbone is
-    scriptable. It holds the modules it is given, so its parameters are theirs.
+    A stem followed by the stages "res2".."res5" (or the first of them), with Detectron2's
+    ResNet conventions: the outputs are named "stem" and after the stages, ``freeze_at``
+    freezes the stem and the first stages, and the backbone is scriptable. It holds the
+    modules it is given, so its parameters (and their state-dict keys "stem.*" and
+    "stages.resK.*") are theirs. AttoNet and the peer backbones are built on it.
     """
 
     def __init__(
         self,
         stem: nn.Module,
-        stages: Sequence[Tuple[nn.Module, int]],
+        stem_shape: ShapeSpec,
+        stages: Sequence[Tuple[nn.Module, ShapeSpec]],
         out_features: Optional[Sequence[str]] = None,
         freeze_at: int = 0,
     ):
         """
         Args:
-            stem: the layers before res2, any stride up to 4.
-            stages: (module, output channels) of res2..res5, in order; res2's output has
-                stride 4 and each later stage halves the resolution.
-            out_features: names of the outputs among "res2".."res5"; default: all.
+            stem: the layers before res2.
+            stem_shape: channels and stride of the stem's output.
+            stages: (module, shape of its output) of res2, res3, ... in order, at most
+                four; a network may stop after the last stage that it outputs.
+            out_features: names of the outputs among "stem" and the stages'; default:
+                all stages.
             freeze_at: 0 trains everything; 1 freezes the stem; k in 2..5 freezes the
                 stem and stages res2 .. res<k> (as Detectron2's ResNet).
+
+        Raises:
+            ValueError: more than four stages, an unknown output name, or ``freeze_at``
+                outside 0..5.
         """
         super().__init__()
-        if len(stages) != len(STAGE_NAMES):
-            raise ValueError(f"Expected {len(STAGE_NAMES)} stages, got {len(stages)}.")
-        out_features = list(STAGE_NAMES if out_features is None else out_features)
+        if len(stages) > len(STAGE_NAMES):
+            raise ValueError(f"At most {len(STAGE_NAMES)} stages, got {len(stages)}.")
+        names = STAGE_NAMES[: len(stages)]
+        out_features = list(names if out_features is None else out_features)
+        available = ("stem",) + names
         for name in out_features:
-            if name not in STAGE_NAMES:
-                raise ValueError(f"No output {name!r}; available: {list(STAGE_NAMES)}")
+            if name not in available:
+                raise ValueError(f"No output {name!r}; available: {list(available)}")
         self.stem = stem
+        self._out_feature_strides = {"stem": stem_shape.stride}
+        self._out_feature_channels = {"stem": stem_shape.channels}
         # A ModuleDict (keys "res2".."res5") keeps forward() scriptable.
         self.stages = nn.ModuleDict()
-        self._out_feature_strides = {}
-        self._out_feature_channels = {}
-        for index, (name, (module, channels)) in enumerate(zip(STAGE_NAMES, stages)):
+        for name, (module, shape) in zip(names, stages):
             self.stages[name] = module
-            self._out_feature_strides[name] = 4 * 2**index
-            self._out_feature_channels[name] = channels
+            self._out_feature_strides[name] = shape.stride
+            self._out_feature_channels[name] = shape.channels
         self._out_features = out_features
         self.freeze(freeze_at)
 
@@ -84,10 +77,14 @@ class StagedBackbone(Backbone):
         """
         assert x.dim() == 4, f"Expected (N, C, H, W) inputs, got {x.shape}."
         if not self.training and x.device.type == "cpu":
-            # As AttoNet: oneDNN's CPU convolutions compute in NHWC.
+            # oneDNN's CPU convolutions compute in NHWC: given NCHW, each conv reorders
+            # its input and output, which costs as much as a thin 1x1 conv itself. The
+            # outputs keep this layout (same values, other strides), as do the FPN's.
             x = x.contiguous(memory_format=torch.channels_last)
         outputs = {}
         x = self.stem(x)
+        if "stem" in self._out_features:
+            outputs["stem"] = x
         for name, stage in self.stages.items():
             x = stage(x)
             if name in self._out_features:
@@ -111,6 +108,12 @@ class StagedBackbone(Backbone):
         Freezes the stem (freeze_at >= 1) and stages res2 .. res<freeze_at>: their
         parameters stop requiring grad and their BatchNorms become FrozenBatchNorm2d.
 
+        Args:
+            freeze_at: 0 (nothing) to 5 (the stem and res2..res5).
+
+        Returns:
+            self.
+
         Raises:
             ValueError: ``freeze_at`` is outside 0..5.
         """
@@ -122,7 +125,7 @@ class StagedBackbone(Backbone):
             )
         if freeze_at >= 1:
             self.stem = _frozen(self.stem)
-        for index, name in enumerate(STAGE_NAMES, start=2):
+        for index, name in enumerate(self.stages.keys(), start=2):
             if freeze_at >= index:
                 self.stages[name] = _frozen(self.stages[name])
         return self
