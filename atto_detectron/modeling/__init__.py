@@ -10,6 +10,7 @@ from .attonet_spec import (
 )
 from .classifier import AttoNetClassifier, build_attonet_classifier
 from .fpn import (
+    MemoryLeanFPN,
     build_attonet_fpn_backbone,
     build_mobilenet_v2_fpn_backbone,
     build_shufflenet_v2_fpn_backbone,
