@@ -180,6 +180,10 @@ def test_report_from_runs_and_benchmark_writes_json_docs_and_plots(tmp_path):
     assert saved["pareto"]["latency_ms"]["box"] == ["AttoNet-A", "R50-FPN"]
     page = (tmp_path / "MODEL_ZOO.md").read_text()
     assert "| **AttoNet-A** |" in page and "61.0 ± 1.4" in page
+    # The last column marks the Pareto front of AP50 against latency, per task.
+    rows = {line.split(" | ")[0]: line for line in page.splitlines() if line.startswith("| **")}
+    assert rows["| **AttoNet-A**"].endswith("| box, mask |")
+    assert rows["| **MobileNetV2-FPN**"].endswith("|  |")
     assert "AttoNet-A is 9.0 box AP50 and 9.0 mask AP50 below R50-FPN at 3.0x its speed" in page
     for cost in ("latency_ms", "mult_adds"):
         assert os.path.getsize(tmp_path / "images" / f"backbone_grid_{cost}.png") > 1000

@@ -166,9 +166,7 @@ def format_model_zoo(report: Dict, baseline: str = "R50-FPN") -> str:
         "| " + " | ".join(header) + " |",
         "|" + "|".join([":--"] + ["--:"] * (len(header) - 1)) + "|",
     ]
-    front = set(report.get("pareto", {}).get("latency", {}).get("box", [])) | set(
-        report.get("pareto", {}).get("latency", {}).get("mask", [])
-    )
+    fronts = report.get("pareto", {}).get("latency_ms", {})
     for name, entry in report["models"].items():
         latency = entry.get("latency_ms")
         ratio = format_ratio(
@@ -185,7 +183,7 @@ def format_model_zoo(report: Dict, baseline: str = "R50-FPN") -> str:
             str(len(entry.get("runs", []))),
         ]
         cells += [_fmt_metric(entry, task, metric) for task, metric in METRICS]
-        cells.append("yes" if name in front else "")
+        cells.append(", ".join(task for task in ("box", "mask") if name in fronts.get(task, [])))
         rows.append("| " + " | ".join(cells) + " |")
     lines = rows + [""] + [f"- {line}" for line in findings(report)]
     return "\n".join(lines)
