@@ -433,7 +433,8 @@ def test_lazy_synth_trains_in_two_cpu_processes(synthetic_voc, tmp_path):
     )
     result = subprocess.run(
         [sys.executable, LAZYCONFIG_TRAIN_NET, "--config-file", SYNTH_CONFIG, "--num-gpus", "2"]
-        + overrides,
+        # A free port, not Detectron2's fixed default, which another run may hold.
+        + ["--dist-url", "auto"] + overrides,
         cwd=tmp_path,
         env=env,
         capture_output=True,

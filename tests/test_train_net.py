@@ -209,6 +209,22 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_voc, tmp_path
     assert changed > 0
 
 
+def test_one_machine_gets_a_free_port_unless_a_dist_url_is_given(monkeypatch):
+    launched = {}
+    monkeypatch.setattr(
+        train_net, "launch", lambda main, num_gpus, **kwargs: launched.update(kwargs)
+    )
+    train_net.run(train_net.parse_args(["--num-gpus", "2", "--config-file", "x.yaml"]))
+    assert launched["dist_url"] == "auto"
+    given = ["--num-gpus", "2", "--dist-url", "tcp://127.0.0.1:29511"]
+    train_net.run(train_net.parse_args(given))
+    assert launched["dist_url"] == "tcp://127.0.0.1:29511"
+    # Several machines need the one address they all know.
+    train_net.run(train_net.parse_args(["--num-machines", "2", "--machine-rank", "1"]))
+    assert launched["dist_url"] == train_net.get_parser().get_default("dist_url")
+    assert launched["num_machines"] == 2 and launched["machine_rank"] == 1
+
+
 def test_make_demo_splits_the_batch_evenly_among_its_processes():
     # Detectron2 asserts at start-up that SOLVER.IMS_PER_BATCH divides among the processes.
     with open(os.path.join(REPO_ROOT, "Makefile")) as f:

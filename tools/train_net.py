@@ -178,6 +178,17 @@ def parse_args(argv=None):
     return parse_args_any_order(get_parser(), argv)
 
 
+def dist_url_for(args) -> str:
+    """
+    ``--dist-url``, except on one machine without an explicit one: "auto" (a free port)
+    instead of Detectron2's default port, which is fixed per user, so that two runs at
+    once on one machine (e.g. `make demo` and the backbone grid) do not collide.
+    """
+    if args.num_machines == 1 and args.dist_url == get_parser().get_default("dist_url"):
+        return "auto"
+    return args.dist_url
+
+
 def run(args):
     """Launches :func:`main` in ``args.num_gpus`` processes per machine."""
     launch(
@@ -185,7 +196,7 @@ def run(args):
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
+        dist_url=dist_url_for(args),
         args=(args,),
     )
 
