@@ -37,6 +37,7 @@ from benchmarks.common import (
     add_common_arguments,
     add_ratios,
     apply_quick,
+    describe_cpu,
     find_results,
     format_table,
     image_size,
@@ -286,7 +287,7 @@ def format_markdown(report) -> str:
         "",
         f"```bash\n{report.get('command', 'python -m benchmarks.bench_inference')}\n```",
         "",
-        f"Machine: {machine['cpu']}, {machine['threads']} threads ({machine['cpu_count']} "
+        f"Machine: {describe_cpu(machine)}, {machine['threads']} threads ({machine['cpu_count']} "
         f"cores), torch {machine['torch']}, allocator {machine['allocator']}{load}. "
         f"Latency: {settings['latency']}; {settings['repeats']} timed rounds after "
         f"{settings['warmup']} warm-up. Workload: {settings['workload']}. Memory: "

@@ -144,6 +144,8 @@ def machine_info(threads: int, allocator: str = "default") -> Dict:
     info = {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        # The widest vector instructions torch's CPU kernels use here (AVX2, AVX512, ...).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": threads,
         "allocator": allocator,
         "platform": platform.platform(),
@@ -162,6 +164,12 @@ def machine_info(threads: int, allocator: str = "default") -> Dict:
     except OSError:
         pass
     return info
+
+
+def describe_cpu(machine: Dict) -> str:
+    """The CPU of a :func:`machine_info`, with its vector instructions where recorded."""
+    capability = machine.get("cpu_capability")
+    return f"{machine['cpu']} ({capability})" if capability else machine["cpu"]
 
 
 def find_results(models: Sequence[str], explicit: Sequence[str]) -> Dict[str, str]:

@@ -42,6 +42,7 @@ from benchmarks.common import (
     MODELS,
     REPO_ROOT,
     add_common_arguments,
+    describe_cpu,
     image_size,
     machine_info,
     setup_process,
@@ -305,7 +306,7 @@ def format_markdown(report) -> str:
         "",
         f"```bash\n{report['command']}\n```",
         "",
-        f"Machine: {machine['cpu']}, {machine['threads']} threads ({machine['cpu_count']} "
+        f"Machine: {describe_cpu(machine)}, {machine['threads']} threads ({machine['cpu_count']} "
         f"cores), torch {machine['torch']}, allocator {machine['allocator']}{load}. Its limits, "
         f"measured before and after the models at the same thread count (the better of the "
         f"two): fp32 GEMM peak "

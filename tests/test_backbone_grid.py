@@ -71,11 +71,17 @@ def test_findings_compare_with_r50_and_name_faster_better_peers():
     }
     lines = findings(report)
     assert (
-        "AttoNet-A is 8.0 box AP50 and 3.0 mask AP50 below R50-FPN at 4.0x its speed: not within"
-        in " ".join(lines)
+        "AttoNet-A is 8.0 box AP50 below and 3.0 mask AP50 below R50-FPN at 4.0x its speed: "
+        "not within 5 points of it." in lines
     )
     assert "At equal or lower latency, MobileNetV2-FPN beat AttoNet-A in box AP50." in lines
     assert "No model as fast as AttoNet-A or faster beats it in mask AP50." in lines
+    # A backbone that beats R50 in one task is above it there, not "-2.0 below".
+    report["models"]["R50-FPN"] = model(4000, 58, 57)
+    assert (
+        "AttoNet-A is 2.0 box AP50 above and 2.0 mask AP50 below R50-FPN at 4.0x its speed: "
+        "within 5 points of it." in findings(report)
+    )
 
 
 def test_runs_are_ordered_seed_by_seed_with_r50s_second_seed_last():
@@ -184,7 +190,7 @@ def test_report_from_runs_and_benchmark_writes_json_docs_and_plots(tmp_path):
     rows = {line.split(" | ")[0]: line for line in page.splitlines() if line.startswith("| **")}
     assert rows["| **AttoNet-A**"].endswith("| box, mask |")
     assert rows["| **MobileNetV2-FPN**"].endswith("|  |")
-    assert "AttoNet-A is 9.0 box AP50 and 9.0 mask AP50 below R50-FPN at 3.0x its speed" in page
+    assert "AttoNet-A is 9.0 box AP50 below and 9.0 mask AP50 below R50-FPN at 3.0x its" in page
     for cost in ("latency_ms", "mult_adds"):
         assert os.path.getsize(tmp_path / "images" / f"backbone_grid_{cost}.png") > 1000
     # The docs regenerate from the JSON alone.

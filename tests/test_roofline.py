@@ -306,3 +306,71 @@ def test_roofline_command_writes_json_and_docs(tmp_path):
         assert row["measured_s"] >= 0 and row["bytes"] > 0, part
     assert "threads" in saved["machine"] and report["rooflines"]
     assert docs.read_text().count("| **total** |") == 2  # comparison and model table
+
+
+def test_training_roofline_total_sums_the_phases():
+    train_roofline = _benchmark_script("train_roofline")
+    counts = OrderedDict(
+        [
+            ("forward", {"flop": 4e9, "bytes": 1e8, "operators": {}}),
+            ("backward", {"flop": 8e9, "bytes": 2e8, "operators": {}}),
+            ("optimizer step", {"flop": 0, "bytes": 5e8, "operators": {"add_": 4e8}}),
+        ]
+    )
+    seconds = {"forward": 0.2, "backward": 0.3, "optimizer step": 0.1}
+    rows = train_roofline.phase_rows(counts, seconds, peak_flops=100e9, bandwidth=10e9)
+    assert rows["forward"]["bound_by"] == "compute" and rows["forward"]["bound_s"] == 0.04
+    assert rows["optimizer step"]["bound_by"] == "memory"
+    assert rows["optimizer step"]["bound_s"] == pytest.approx(0.05)
+    total = rows["total"]
+    assert total["bound_s"] == pytest.approx(0.04 + 0.08 + 0.05)
+    assert total["measured_s"] == pytest.approx(0.6)
+    assert total["x_from_roofline"] == pytest.approx(0.6 / 0.17)
+    assert total["bound_by"] == "compute"  # 0.12 s of the 0.17 s bound is compute
+    table = train_roofline.format_phase_table(rows)
+    assert (
+        "| optimizer step | 0.00 | 500 | 0.0 | 0.0 | 50.0 | memory | 100.0 | 2.0 | add_ 80% |"
+        in table
+    )
+
+
+@pytest.mark.parametrize("groups", [1, 16])
+def test_convolution_backward_flops_are_twice_the_forward(groups):
+    train_roofline = _benchmark_script("train_roofline")
+    conv = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=groups)
+    x = torch.randn(2, 16, 20, 24, requires_grad=True)
+    with train_roofline.flop_counter() as forward:
+        y = conv(x)
+    with train_roofline.flop_counter() as backward:
+        y.sum().backward()
+    expected = 2 * 16 * (16 // groups) * 9 * 10 * 12 * 2  # 2 FLOP per mult-add
+    assert forward.get_total_flops() == expected
+    assert backward.get_total_flops() == 2 * expected  # input and weight gradients
+
+
+@pytest.mark.slow
+def test_training_roofline_counts_forward_and_backward(tmp_path):
+    train_roofline = _benchmark_script("train_roofline")
+    docs = tmp_path / "BENCHMARKS.md"
+    config = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth_D.yaml")
+    train_roofline.main(
+        ["--config-files", config, "--image-size", "96", "128", "--repeats", "1"]
+        + ["--warmup", "0", "--threads", str(torch.get_num_threads()), "--gemm-size", "256"]
+        + ["--stream-mb", "8", "--peak-repeats", "1", "--output-dir", str(tmp_path)]
+        + ["--docs", str(docs)]
+    )
+    saved = json.loads((tmp_path / "train_roofline.json").read_text())
+    phases = saved["models"]["atto_maskrcnn_synth_D"]["phases"]
+    assert list(phases) == ["forward", "backward", "optimizer step", "total"]
+    # A convolution's backward computes the gradients of its input and of its weights,
+    # twice its forward's FLOPs (the first convolution's input needs none).
+    assert 1.8 < phases["backward"]["flop"] / phases["forward"]["flop"] <= 2.0
+    assert phases["optimizer step"]["flop"] == 0 and phases["optimizer step"]["bytes"] > 0
+    for phase, row in phases.items():
+        assert row["measured_s"] > 0 and row["bytes"] > 0, phase
+    assert saved["limits"]["gemm"]["flop_per_s"] > 0
+    assert docs.read_text().count("| **total** |") == 1
+    # The docs are regenerated from the JSON alone.
+    docs.unlink()
+    train_roofline.main(["--from-json", str(tmp_path / "train_roofline.json"), "--docs", str(docs)])
+    assert "atto_maskrcnn_synth_D" in docs.read_text()

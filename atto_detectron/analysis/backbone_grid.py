@@ -112,9 +112,14 @@ def findings(report: Dict, reference: str = "AttoNet-A", baseline: str = "R50-FP
         mask = _mean(base, "mask", "AP50") - _mean(ref, "mask", "AP50")
         speed = base["latency_ms"] / ref["latency_ms"]
         met = "within" if box <= 5 and mask <= 5 else "not within"
+
+        def gap(points, task):
+            side = "below" if points >= 0 else "above"
+            return f"{abs(points):.1f} {task} AP50 {side}"
+
         lines.append(
-            f"{reference} is {box:.1f} box AP50 and {mask:.1f} mask AP50 below {baseline} at "
-            f"{speed:.1f}x its speed: {met} the 5-point target."
+            f"{reference} is {gap(box, 'box')} and {gap(mask, 'mask')} {baseline} at "
+            f"{speed:.1f}x its speed: {met} 5 points of it."
         )
     for task in ("box", "mask"):
         better = [
