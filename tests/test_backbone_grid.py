@@ -76,6 +76,15 @@ def test_findings_compare_with_r50_and_name_faster_better_peers():
     )
     assert "At equal or lower latency, MobileNetV2-FPN beat AttoNet-A in box AP50." in lines
     assert "No model as fast as AttoNet-A or faster beats it in mask AP50." in lines
+    assert not any("Between the seeds" in line for line in lines)  # one seed each
+    two_seeds = [read_run_metrics(_results(box, mask)) for box, mask in ((58, 55), (62, 57))]
+    spread = {"models": dict(report["models"])}
+    spread["models"]["AttoNet-A"] = {"latency_ms": 1000, "accuracy": summarize_seeds(two_seeds)}
+    assert (
+        "Between the seeds of one model, AP50 varies by up to 2.8 points (standard "
+        "deviation): differences smaller than that are not resolved by these runs."
+        in findings(spread)
+    )
     # A backbone that beats R50 in one task is above it there, not "-2.0 below".
     report["models"]["R50-FPN"] = model(4000, 58, 57)
     assert (
