@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -47,6 +48,7 @@ __all__ = [
     "make_predictor",
     "synthetic_training_batch",
     "make_train_step",
+    "TrainingIteration",
     "time_interleaved",
     "summarize_seconds",
     "paired_ratio",
@@ -74,6 +76,8 @@ ENGINES = (
 )
 # Calibration images of the INT8 engines when make_predictor is given none.
 BENCHMARK_CALIBRATION_IMAGES = 4
+# The phases of a training iteration (TrainingIteration), in order.
+PHASES = ("forward", "backward", "optimizer step")
 
 
 def equalize_workload(model: nn.Module) -> nn.Module:
@@ -231,24 +235,61 @@ def synthetic_training_batch(
     return batch
 
 
+class TrainingIteration:
+    """
+    One training iteration of ``model`` on ``batch`` as Detectron2's SimpleTrainer runs
+    it (forward with losses, zero_grad and backward, SGD step with momentum 0.9), with
+    the phase that is running in :attr:`phase`.
+    """
+
+    def __init__(self, model: torch.nn.Module, batch, lr: float = 1e-3):
+        self.model = model.train()
+        self.batch = batch
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        self.storage = EventStorage(0)  # the ROI heads log training statistics into one
+        self.phase = PHASES[0]
+
+    def run(self, modes=None) -> "OrderedDict[str, float]":
+        """
+        Runs the iteration; returns phase -> seconds. ``modes``: phase -> a context
+        manager entered around that phase (e.g. a counting dispatch mode).
+        """
+        modes = modes or {}
+        seconds = OrderedDict()
+
+        def timed(phase, function):
+            self.phase = phase
+            context = modes.get(phase)
+            start = time.perf_counter()
+            if context is None:
+                result = function()
+            else:
+                with context:
+                    result = function()
+            seconds[phase] = time.perf_counter() - start
+            return result
+
+        def forward():
+            with self.storage:
+                return sum(self.model(self.batch).values())
+
+        def backward():
+            self.optimizer.zero_grad()
+            loss.backward()
+
+        loss = timed("forward", forward)
+        timed("backward", backward)
+        timed("optimizer step", self.optimizer.step)
+        return seconds
+
+
 def make_train_step(model: nn.Module, batch: List[Dict], lr: float = 1e-3) -> Callable[[], None]:
     """
     ``step()``: one training iteration of ``model`` on ``batch`` (forward with losses,
-    backward, SGD step with momentum 0.9), as Detectron2's SimpleTrainer runs it.
+    backward, SGD step with momentum 0.9), as Detectron2's SimpleTrainer runs it
+    (:class:`TrainingIteration`).
     """
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    storage = EventStorage(0)  # the ROI heads log training statistics into one
-
-    def step():
-        with storage:
-            losses = model(batch)
-        loss = sum(losses.values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return TrainingIteration(model, batch, lr).run
 
 
 def _synchronize():

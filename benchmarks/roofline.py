@@ -74,6 +74,13 @@ def get_parser():
         default="wall",
         help="time parts by wall clock or by the process's CPU time (default: %(default)s)",
     )
+    add_limit_arguments(parser)
+    add_docs_arguments(parser, DOC_SECTION, "roofline.json")
+    return parser
+
+
+def add_limit_arguments(parser):
+    """The options of :func:`measure_machine`: GEMM size, bandwidth array size, repeats."""
     parser.add_argument(
         "--gemm-size",
         type=int,
@@ -95,19 +102,44 @@ def get_parser():
         default=5,
         help="runs of the GEMM and bandwidth measurements, best taken (default: %(default)s)",
     )
+
+
+def add_docs_arguments(parser, section: str, json_name: str):
+    """--docs, --no-docs and --from-json of a script that writes docs section ``section``."""
     parser.add_argument(
         "--docs",
         default=BENCHMARKS_DOC,
         metavar="FILE",
-        help="the Markdown file whose roofline section is rewritten (default: docs/BENCHMARKS.md)",
+        help=f"the Markdown file whose {section} section is rewritten (default: "
+        "docs/BENCHMARKS.md)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not write --docs")
     parser.add_argument(
         "--from-json",
         metavar="FILE",
-        help="measure nothing: rewrite --docs from a roofline.json of an earlier run",
+        help=f"measure nothing: rewrite --docs from a {json_name} of an earlier run",
     )
-    return parser
+
+
+def measure_or_regenerate(args, argv, run, json_name: str, write_docs) -> dict:
+    """
+    The report of ``run(args, argv)``, written to ``args.output_dir/json_name`` (or,
+    with --from-json, the report of an earlier run), and its docs section written
+    unless --no-docs.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
+    if args.from_json:
+        with open(args.from_json) as f:
+            report = json.load(f, object_pairs_hook=OrderedDict)
+    else:
+        report = run(args, argv)
+        path = os.path.join(args.output_dir, json_name)
+        write_json(path, report)
+        print(f"\nwrote {path}")
+    if not args.no_docs:
+        print(f"wrote {write_docs(report, args.docs)}")
+    return report
 
 
 def _medians(samples):
@@ -369,19 +401,7 @@ def write_docs(report, path: str) -> str:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
-    if args.from_json:
-        with open(args.from_json) as f:
-            report = json.load(f, object_pairs_hook=OrderedDict)
-    else:
-        report = run(args, argv)
-        path = os.path.join(args.output_dir, "roofline.json")
-        write_json(path, report)
-        print(f"\nwrote {path}")
-    if not args.no_docs:
-        print(f"wrote {write_docs(report, args.docs)}")
-    return report
+    return measure_or_regenerate(args, argv, run, "roofline.json", write_docs)
 
 
 if __name__ == "__main__":

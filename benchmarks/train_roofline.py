@@ -18,37 +18,42 @@ docs/BENCHMARKS.md, between <!-- train-roofline:begin --> and <!-- train-rooflin
 """
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import statistics
 import sys
-import time
-import warnings
 from collections import OrderedDict
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from atto_detectron.analysis.formatting import format_number
-from atto_detectron.analysis.roofline import BytesCounterMode, roofline_row
+from atto_detectron.analysis.roofline import TOTAL, BytesCounterMode, roofline_rows
 from atto_detectron.deploy.allocator import ALLOCATORS
 from benchmarks.common import (
-    BENCHMARKS_DOC,
     REPO_ROOT,
     describe_cpu,
     machine_info,
     setup_process,
     write_doc_section,
-    write_json,
 )
-from benchmarks.engines import build_benchmark_model, synthetic_training_batch
-from benchmarks.roofline import best_limits, measure_machine
+from benchmarks.engines import (
+    PHASES,
+    TrainingIteration,
+    build_benchmark_model,
+    synthetic_training_batch,
+)
+from benchmarks.roofline import (
+    add_docs_arguments,
+    add_limit_arguments,
+    best_limits,
+    measure_machine,
+    measure_or_regenerate,
+)
 
 DOC_SECTION = "train-roofline"
-PHASES = ("forward", "backward", "optimizer step")
-TOTAL = "total"
+JSON_NAME = "train_roofline.json"
 # `make demo`'s model, and ResNet-50-FPN Mask R-CNN with the same schedule.
 DEFAULT_CONFIGS = (
     "configs/synth/atto_maskrcnn_synth.yaml",
@@ -97,79 +102,15 @@ def get_parser():
         help="glibc malloc as it starts (default; as tools/train_net.py runs) or keeping "
         "freed memory for reuse",
     )
-    parser.add_argument("--gemm-size", type=int, default=4096, metavar="N")
-    parser.add_argument("--stream-mb", type=int, default=None, metavar="MB")
-    parser.add_argument("--peak-repeats", type=int, default=5)
+    add_limit_arguments(parser)
     parser.add_argument(
         "--output-dir",
         default=os.path.join(REPO_ROOT, "output", "benchmarks", "train_roofline"),
         metavar="DIR",
         help="where train_roofline.json goes (default: output/benchmarks/train_roofline)",
     )
-    parser.add_argument(
-        "--docs",
-        default=BENCHMARKS_DOC,
-        metavar="FILE",
-        help="the Markdown file whose train-roofline section is rewritten "
-        "(default: docs/BENCHMARKS.md)",
-    )
-    parser.add_argument("--no-docs", action="store_true", help="do not write --docs")
-    parser.add_argument(
-        "--from-json",
-        metavar="FILE",
-        help="measure nothing: rewrite --docs from a train_roofline.json of an earlier run",
-    )
+    add_docs_arguments(parser, DOC_SECTION, JSON_NAME)
     return parser
-
-
-class TrainingIteration:
-    """
-    One training iteration of ``model`` on ``batch`` as Detectron2's SimpleTrainer runs
-    it (forward with losses, zero_grad and backward, SGD step with momentum 0.9), with
-    the phase that is running in :attr:`phase`.
-    """
-
-    def __init__(self, model: torch.nn.Module, batch, lr: float = 1e-3):
-        from detectron2.utils.events import EventStorage
-
-        self.model = model.train()
-        self.batch = batch
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-        self.storage = EventStorage(0)  # the ROI heads log training statistics into one
-        self.phase = PHASES[0]
-
-    def run(self, modes=None) -> "OrderedDict[str, float]":
-        """
-        Runs the iteration; returns phase -> seconds. ``modes``: phase -> a context
-        manager entered around that phase (e.g. a counting dispatch mode).
-        """
-        modes = modes or {}
-        seconds = OrderedDict()
-
-        def timed(phase, function):
-            self.phase = phase
-            context = modes.get(phase)
-            start = time.perf_counter()
-            if context is None:
-                result = function()
-            else:
-                with context:
-                    result = function()
-            seconds[phase] = time.perf_counter() - start
-            return result
-
-        def forward():
-            with self.storage:
-                return sum(self.model(self.batch).values())
-
-        def backward():
-            self.optimizer.zero_grad()
-            loss.backward()
-
-        loss = timed("forward", forward)
-        timed("backward", backward)
-        timed("optimizer step", self.optimizer.step)
-        return seconds
 
 
 def conv_backward_flop(
@@ -227,27 +168,18 @@ def count_phases(iteration: TrainingIteration) -> "OrderedDict[str, dict]":
 
 def phase_rows(counts, seconds, peak_flops: float, bandwidth: float) -> "OrderedDict":
     """
-    :func:`~atto_detectron.analysis.roofline.roofline_row` of every phase and of the
-    whole iteration (whose bound is the sum of the phases' bounds).
+    :func:`~atto_detectron.analysis.roofline.roofline_rows` of every phase and of the
+    whole iteration (whose bound is the sum of the phases' bounds), each phase with its
+    top operators.
     """
-    rows = OrderedDict()
-    for phase, count in counts.items():
-        rows[phase] = roofline_row(
-            count["flop"] / 2, count["bytes"], seconds[phase], peak_flops, bandwidth
-        )
-        rows[phase]["operators"] = count["operators"]
-    total = roofline_row(
-        sum(c["flop"] for c in counts.values()) / 2,
-        sum(c["bytes"] for c in counts.values()),
-        sum(seconds[phase] for phase in counts),
-        peak_flops,
-        bandwidth,
+    parts = OrderedDict(
+        (phase, {"mult_adds": count["flop"] / 2, "bytes": count["bytes"]})
+        for phase, count in counts.items()
     )
-    total["bound_s"] = sum(row["bound_s"] for row in rows.values())
-    total["x_from_roofline"] = total["measured_s"] / total["bound_s"]
-    memory_s = sum(row["bound_s"] for row in rows.values() if row["bound_by"] == "memory")
-    total["bound_by"] = "memory" if 2 * memory_s > total["bound_s"] else "compute"
-    rows[TOTAL] = total
+    total_s = sum(seconds[phase] for phase in counts)
+    rows = roofline_rows(parts, {**seconds, TOTAL: total_s}, peak_flops, bandwidth)
+    for phase, count in counts.items():
+        rows[phase]["operators"] = count["operators"]
     return rows
 
 
@@ -401,19 +333,7 @@ def write_docs(report, path: str) -> str:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
-    if args.from_json:
-        with open(args.from_json) as f:
-            report = json.load(f, object_pairs_hook=OrderedDict)
-    else:
-        report = run(args, argv)
-        path = os.path.join(args.output_dir, "train_roofline.json")
-        write_json(path, report)
-        print(f"\nwrote {path}")
-    if not args.no_docs:
-        print(f"wrote {write_docs(report, args.docs)}")
-    return report
+    return measure_or_regenerate(args, argv, run, JSON_NAME, write_docs)
 
 
 if __name__ == "__main__":
