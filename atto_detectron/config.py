@@ -10,7 +10,7 @@ import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-__all__ = ["add_attonet_config", "load_config", "use_cpu_norms"]
+__all__ = ["add_attonet_config", "add_model_ema_config", "load_config", "use_cpu_norms"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def add_attonet_config(cfg):
 
     Also adds the peer backbones' keys, ``cfg.MODEL.MOBILENET_V2`` and
     ``cfg.MODEL.SHUFFLENET_V2`` (OUT_FEATURES and NORM, as above), for
-    ``build_mobilenet_v2_fpn_backbone`` and ``build_shufflenet_v2_fpn_backbone``.
+    ``build_mobilenet_v2_fpn_backbone`` and ``build_shufflenet_v2_fpn_backbone``, and
+    the weight average's, ``cfg.MODEL_EMA`` (see :func:`add_model_ema_config`).
     """
     cfg.MODEL.ATTONET = CN()
     cfg.MODEL.ATTONET.VARIANT = "A"
@@ -48,6 +49,25 @@ def add_attonet_config(cfg):
         cfg.MODEL[key] = CN()
         cfg.MODEL[key].OUT_FEATURES = ["res2", "res3", "res4", "res5"]
         cfg.MODEL[key].NORM = "BN"
+    add_model_ema_config(cfg)
+    return cfg
+
+
+def add_model_ema_config(cfg):
+    """
+    Adds ``cfg.MODEL_EMA``: an exponential moving average of the weights during
+    training (:class:`atto_detectron.engine.ema.ModelEMA`), as d2go names it.
+
+    Keys:
+        ENABLED: keep the average, checkpoint it, and evaluate it instead of the last
+            weights: at the end of training, and with ``--eval-only`` / the demo when the
+            weights file holds one.
+        DECAY: weight of the old average per iteration; 1 / (1 - DECAY) iterations is
+            about the span it averages over.
+    """
+    cfg.MODEL_EMA = CN()
+    cfg.MODEL_EMA.ENABLED = False
+    cfg.MODEL_EMA.DECAY = 0.999
     return cfg
 
 

@@ -15,6 +15,7 @@ from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .checkpoint import AtomicCheckpointer
+from .engine.ema import load_ema_weights_if_enabled
 
 __all__ = ["VisualizationPredictor", "expand_inputs", "load_image", "output_paths"]
 
@@ -172,6 +173,7 @@ class VisualizationPredictor:
         without_weights.MODEL.WEIGHTS = ""
         self.predictor = DefaultPredictor(without_weights)
         AtomicCheckpointer(self.predictor.model).load(cfg.MODEL.WEIGHTS)
+        load_ema_weights_if_enabled(self.predictor.model, cfg)
         names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
         self.metadata = MetadataCatalog.get(names[0] if len(names) else "__unused")
         self.instance_mode = instance_mode

@@ -28,6 +28,13 @@ def get_parser():
     parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
     parser.add_argument("--train", type=int, default=1000, help="training images")
     parser.add_argument("--val", type=int, default=200, help="validation images")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="images of a 'holdout' split: more training-stream images, never in 'train', "
+        "to tune a recipe on (default 0: no holdout.txt)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--long-side", type=int, default=256, help="longer image side, pixels")
     parser.add_argument(
@@ -38,8 +45,8 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    if args.train < 0 or args.val < 0 or args.long_side < 32:
-        sys.exit("--train and --val must be >= 0 and --long-side >= 32")
+    if min(args.train, args.val, args.holdout) < 0 or args.long_side < 32:
+        sys.exit("--train, --val and --holdout must be >= 0 and --long-side >= 32")
     start = time.perf_counter()
     voc_root = write_synthetic_voc(
         args.out,
@@ -49,9 +56,11 @@ def main(argv=None):
         long_side=args.long_side,
         workers=args.workers,
         progress=True,
+        num_holdout=args.holdout,
     )
     print(
-        f"Wrote {args.train} train + {args.val} val images ({len(SYNTHETIC_CLASSES)} classes: "
+        f"Wrote {args.train} train + {args.holdout} holdout + {args.val} val images "
+        f"({len(SYNTHETIC_CLASSES)} classes: "
         f"{', '.join(SYNTHETIC_CLASSES)}) to {voc_root} in {time.perf_counter() - start:.1f}s"
     )
 

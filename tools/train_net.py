@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.modeling import build_model
@@ -44,10 +45,12 @@ from atto_detectron.engine import (
     earlier_run_files,
     exclusive_output_dir,
     format_summary,
+    load_ema_weights_if_enabled,
     parse_args_any_order,
     set_cpu_threads,
     write_results,
 )
+from atto_detectron.engine.provenance import run_provenance, training_speed
 
 logger = logging.getLogger("atto_detectron")
 
@@ -131,10 +134,20 @@ def setup(args):
     return cfg
 
 
-def report(cfg, results, iteration):
+def provenance_at_start(cfg, model=None):
+    """Where this run comes from (code, machine, data), read before it starts."""
+    if not comm.is_main_process():
+        return None
+    if model is not None and hasattr(model, "module"):  # DistributedDataParallel
+        model = model.module
+    return run_provenance(cfg, model, processes=comm.get_world_size())
+
+
+def report(cfg, results, iteration, provenance=None, timing=None):
     if not comm.is_main_process():
         return
-    record = write_results(cfg, results, iteration)
+    provenance = dict(provenance or {}, timing=timing or {})
+    record = write_results(cfg, results, iteration, provenance=provenance)
     logger.info(
         "Final results (also in %s/results.json):\n%s", cfg.OUTPUT_DIR, format_summary(record)
     )
@@ -151,14 +164,27 @@ def main(args):
             checkpoint = AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
                 cfg.MODEL.WEIGHTS, resume=False
             )
+            load_ema_weights_if_enabled(model, cfg)
+            provenance = provenance_at_start(cfg, model)
+            start = time.perf_counter()
             results = AttoTrainer.test(cfg, model)
-            report(cfg, results, checkpoint.get("iteration", -1))
+            timing = {"eval_seconds": time.perf_counter() - start}
+            report(cfg, results, checkpoint.get("iteration", -1), provenance, timing)
             return results
 
         trainer = AttoTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
+        provenance = provenance_at_start(cfg, trainer.model)
+        start = time.perf_counter()
         trainer.train()  # evaluates after the last iteration, whatever TEST.EVAL_PERIOD
-        report(cfg, trainer.eval_results, trainer.iter)
+        timing = {
+            # This invocation's: a resumed run counts from where it resumed.
+            "wall_seconds": time.perf_counter() - start,
+            "start_iteration": trainer.start_iter,
+            "eval_seconds": trainer.eval_seconds,
+            **training_speed(os.path.join(cfg.OUTPUT_DIR, "metrics.json")),
+        }
+        report(cfg, trainer.eval_results, trainer.iter, provenance, timing)
         return trainer.eval_results
 
 

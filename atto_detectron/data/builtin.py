@@ -8,6 +8,8 @@ reported then with how to lay it out.
       VOC2012/            Pascal VOC 2012 (the VOC2012 folder of VOCdevkit)
       SBD/                SBD's benchmark_RELEASE/dataset (cls/, inst/, train.txt, val.txt)
       VOCsynth/VOC2012/   the generated stand-in (tools/make_synthetic_voc.py)
+      VOCsynth_grid/VOC2012/  the same generator, sized to compare backbones: the same
+                          train images, a holdout split to tune recipes on, 2,000 val
 """
 
 import os
@@ -23,15 +25,26 @@ _PREDEFINED_SPLITS_VOC_INSTANCES = {
     "voc_2012_seg_train_aug": ("VOC2012", "train_aug", "SBD"),
     "voc_synth_train": ("VOCsynth/VOC2012", "train", None),
     "voc_synth_val": ("VOCsynth/VOC2012", "val", None),
+    "voc_synth_grid_train": ("VOCsynth_grid/VOC2012", "train", None),
+    "voc_synth_grid_holdout": ("VOCsynth_grid/VOC2012", "holdout", None),
+    "voc_synth_grid_val": ("VOCsynth_grid/VOC2012", "val", None),
+}
+
+# How tools/make_synthetic_voc.py writes each generated folder.
+SYNTHETIC_FOLDER_ARGS = {
+    "VOCsynth": "",
+    "VOCsynth_grid": " --train 1000 --holdout 400 --val 2000",
 }
 
 
 def _setup_hint(root: str, voc_dir: str) -> str:
-    if voc_dir.startswith("VOCsynth"):
+    folder = voc_dir.split("/")[0]
+    if folder in SYNTHETIC_FOLDER_ARGS:
         return (
             f"Generate it with `python tools/make_synthetic_voc.py --out "
-            f"{os.path.join(root, 'VOCsynth')}` (`make demo` does), or point "
-            f"$DETECTRON2_DATASETS at the folder that holds VOCsynth/."
+            f"{os.path.join(root, folder)}{SYNTHETIC_FOLDER_ARGS[folder]}` "
+            f"({'`make demo`' if folder == 'VOCsynth' else '`make backbone-grid`'} does), or "
+            f"point $DETECTRON2_DATASETS at the folder that holds {folder}/."
         )
     return (
         f"Put the VOC2012 folder of VOCdevkit (VOCtrainval_11-May-2012.tar) at "

@@ -47,11 +47,18 @@ def eval_image_size(cfg: CfgNode, aspect_ratio: float = 4 / 3):
     return short, long
 
 
-def write_results(cfg: CfgNode, results: Mapping, iteration: int, path: str = None) -> Dict:
+def write_results(
+    cfg: CfgNode,
+    results: Mapping,
+    iteration: int,
+    path: str = None,
+    provenance: Mapping = None,
+) -> Dict:
     """
     Writes ``results.json`` in OUTPUT_DIR (or ``path``): APd/APm per test set, all of
-    COCOEvaluator's figures, and the model's parameters and mult-adds (see
-    :func:`detection_complexity`) at the config's test size.
+    COCOEvaluator's figures, the model's parameters and mult-adds (see
+    :func:`detection_complexity`) at the config's test size, and ``provenance`` (where
+    the results come from: see :func:`atto_detectron.engine.provenance.run_provenance`).
     """
     complexity = detection_complexity(cfg, eval_image_size(cfg))
     record = {
@@ -61,6 +68,7 @@ def write_results(cfg: CfgNode, results: Mapping, iteration: int, path: str = No
         "params": complexity["params"]["total"],
         "mult_adds": complexity["mult_adds"]["total"],
         "complexity": complexity,
+        "provenance": dict(provenance or {}),
     }
     path = path or os.path.join(cfg.OUTPUT_DIR, "results.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -5,6 +5,7 @@ import functools
 import json
 import logging
 import os
+import time
 import weakref
 from typing import Optional
 from unittest import mock
@@ -14,12 +15,14 @@ import torch
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.engine import defaults as d2_defaults
 from detectron2.engine.defaults import create_ddp_model
-from detectron2.engine.hooks import EvalHook, PeriodicWriter
+from detectron2.engine.hooks import EvalHook, LRScheduler, PeriodicWriter
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 
 from ..checkpoint import AtomicCheckpointer, CheckpointError
 from ..data.train_loader import ResumableTrainLoader, build_resumable_train_loader
+from .ema import CHECKPOINT_KEY as EMA_CHECKPOINT_KEY
+from .ema import ModelEMA
 from .seeding import STEP, derived_seed, seed_all_generators
 
 __all__ = ["AttoTrainer", "StopOnDivergence", "TrainingDiverged", "training_seed"]
@@ -139,13 +142,17 @@ class AttoTrainer(DefaultTrainer):
       errors (non-finite loss, RPN boxes) become :class:`TrainingDiverged`, which names
       the last healthy checkpoint;
     * short runs write metrics more often than every 20 iterations, and the last
-      evaluation's results are kept in :attr:`eval_results`.
+      evaluation's results are kept in :attr:`eval_results`;
+    * with ``MODEL_EMA.ENABLED``, an average of the weights (:class:`ModelEMA`) is kept,
+      checkpointed, and evaluated instead of the last weights.
 
     Evaluation is Detectron2's COCOEvaluator (box AP, and mask AP for Mask R-CNN).
     """
 
     def __init__(self, cfg):
         self.eval_results = None  # the last evaluation's, see build_hooks
+        self.eval_seconds = 0.0  # time spent evaluating, all evaluations together
+        self.ema = None  # the weight average (MODEL_EMA), made in build_hooks
         with _ddp_on_cpu_without_device_ids(cfg):
             super().__init__(cfg)
         self.seed = getattr(self.data_loader, "seed", None)
@@ -173,11 +180,17 @@ class AttoTrainer(DefaultTrainer):
         made anew from public constructors: the evaluation keeps its results in
         :attr:`eval_results`, and short runs (CPU, tests) write metrics more often than
         Detectron2's every 20 iterations. The checkpointer, which the periodic
-        checkpointer saves with, is replaced by :class:`AtomicCheckpointer` here.
+        checkpointer saves with, is replaced by :class:`AtomicCheckpointer` here. With
+        ``MODEL_EMA.ENABLED``, :class:`ModelEMA` follows the LR scheduler, so that the
+        average is updated before a checkpoint is written or an evaluation runs, and it
+        is saved in every checkpoint.
         """
         self.checkpointer = AtomicCheckpointer(
             self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
+        if self.cfg.MODEL_EMA.ENABLED:
+            self.ema = ModelEMA(self.model, self.cfg.MODEL_EMA.DECAY)
+            self.checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, self.ema)
         period = min(20, max(1, self.max_iter // 10))
         hooks = [StopOnDivergence(self.model, self.optimizer, self.checkpointer)]
         for hook in super().build_hooks():
@@ -186,10 +199,15 @@ class AttoTrainer(DefaultTrainer):
             elif isinstance(hook, PeriodicWriter):
                 hook = PeriodicWriter(self._writers, period=period)
             hooks.append(hook)
+            if isinstance(hook, LRScheduler) and self.ema is not None:
+                hooks.append(self.ema)
         return hooks
 
     def _test_and_keep_results(self):
-        self.eval_results = self.test(self.cfg, self.model)
+        model = self.ema.module if self.ema is not None else self.model
+        start = time.perf_counter()
+        self.eval_results = self.test(self.cfg, model)
+        self.eval_seconds += time.perf_counter() - start
         return self.eval_results
 
     def resume_or_load(self, resume=True):

@@ -13,6 +13,7 @@ outline. Every image is a pure function of (seed, split, index).
 ``benchmark_RELEASE/dataset``), so that ``train_aug`` can be composed as on the real data.
 """
 
+import json
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -27,6 +28,7 @@ from PIL import Image
 from ..data.voc_meta import VOC_CLASS_NAMES, VOC_VOID, voc_palette
 
 __all__ = [
+    "GENERATOR_FILE",
     "SYNTHETIC_CLASSES",
     "SyntheticObject",
     "SyntheticSample",
@@ -543,6 +545,10 @@ def _render_and_write(job) -> int:
     return len(sample.objects)
 
 
+# Written next to the split lists: the arguments the data was generated with.
+GENERATOR_FILE = "generator.json"
+
+
 def write_synthetic_voc(
     out_dir: str,
     num_train: int = 1000,
@@ -551,10 +557,12 @@ def write_synthetic_voc(
     long_side: int = 256,
     workers: Optional[int] = None,
     progress: bool = False,
+    num_holdout: int = 0,
 ) -> str:
     """
     Writes a VOC-layout dataset: ``<out_dir>/VOC2012/{JPEGImages, SegmentationObject,
-    SegmentationClass, Annotations, ImageSets/Segmentation/{train,val,trainval}.txt}``.
+    SegmentationClass, Annotations, ImageSets/Segmentation/{train,val,trainval}.txt}``,
+    and the arguments it was written with in ``VOC2012/generator.json``.
 
     Args:
         out_dir: the folder that gets ``VOC2012/`` (the counterpart of ``VOCdevkit``).
@@ -563,6 +571,9 @@ def write_synthetic_voc(
         long_side: the longer image side in pixels.
         workers: processes drawing in parallel (default: one per CPU; 0 draws in this one).
         progress: show a tqdm progress bar.
+        num_holdout: images of a ``holdout`` split (``holdout.txt``): further images of
+            the training stream, after the first ``num_train``, to tune a recipe on
+            without touching ``val``.
 
     Returns:
         str: the ``VOC2012`` folder.
@@ -571,7 +582,7 @@ def write_synthetic_voc(
     for sub in ("JPEGImages", "SegmentationObject", "SegmentationClass", "Annotations"):
         os.makedirs(os.path.join(voc_root, sub), exist_ok=True)
     os.makedirs(os.path.join(voc_root, "ImageSets", "Segmentation"), exist_ok=True)
-    counts = {"train": num_train, "val": num_val}
+    counts = {"train": num_train + num_holdout, "val": num_val}
     jobs = [(voc_root, seed, split, i, long_side) for split in SPLITS for i in range(counts[split])]
 
     workers = os.cpu_count() if workers is None else workers
@@ -588,8 +599,24 @@ def write_synthetic_voc(
     del results
 
     # Split lists last, so that an interrupted run leaves no list naming missing files.
-    lists = {split: [sample_name(split, i) for i in range(counts[split])] for split in SPLITS}
+    lists = {
+        "train": [sample_name("train", i) for i in range(num_train)],
+        "val": [sample_name("val", i) for i in range(num_val)],
+    }
     lists["trainval"] = lists["train"] + lists["val"]
+    if num_holdout:
+        lists["holdout"] = [sample_name("train", num_train + i) for i in range(num_holdout)]
+    generator = {
+        "generator": "atto_detectron.synthetic.write_synthetic_voc",
+        "seed": seed,
+        "num_train": num_train,
+        "num_holdout": num_holdout,
+        "num_val": num_val,
+        "long_side": long_side,
+        "classes": list(SYNTHETIC_CLASSES),
+    }
+    with open(os.path.join(voc_root, GENERATOR_FILE), "w") as f:
+        json.dump(generator, f, indent=2)
     for split, names in lists.items():
         with open(os.path.join(voc_root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
             f.write("".join(f"{name}\n" for name in names))
