@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY = "$$(tools/ensure_env.sh)/bin/python"
 
-.PHONY: demo test test-fast lint env lock complexity classify-demo explore-demo bench backbone-grid clean
+.PHONY: demo test test-fast lint env lock complexity classify-demo explore-demo bench backbone-grid seed-spread clean
 
 # Where train_net looks for datasets: $DETECTRON2_DATASETS, as Detectron2 (default ./datasets).
 DATASETS_DIR := $(or $(DETECTRON2_DATASETS),datasets)
@@ -80,11 +80,17 @@ bench:
 	$(PY) -m benchmarks.bench_train
 
 # Mask R-CNN with each backbone of the grid (AttoNet-A..D, AttoNet-A with Detectron2's
-# head widths, MobileNet-V2, ShuffleNet-V2, ResNet-50), seeds 0 and 1, on the generated
-# data with the demo's schedule: hours on 2 CPU cores. It resumes where it stopped and
-# writes docs/results/backbone_grid.json, docs/MODEL_ZOO.md and its plots.
-backbone-grid: $(SYNTH_VOC)/ImageSets/Segmentation/val.txt
-	$(PY) tools/train_backbone_grid.py
+# head widths, MobileNet-V2, ShuffleNet-V2, ResNet-50) under the comparison protocol of
+# configs/synth/grid/: a learning-rate check per model, then as many seeds as the 95%
+# intervals need: days on 2 CPU cores. It resumes where it stopped and rewrites
+# docs/results/backbone_grid.json, docs/MODEL_ZOO.md, its plots and README's results.
+backbone-grid:
+	$(PY) tools/train_backbone_grid.py --update-docs
+
+# How far AP50 moves between seeds of AttoNet-A, per recipe, weights and validation set
+# (docs/results/seed_spread.json; the grid's protocol was chosen from it).
+seed-spread:
+	$(PY) tools/measure_seed_spread.py --update-docs
 
 env:
 	@tools/ensure_env.sh

@@ -1,4 +1,7 @@
-"""tools/train_backbone_grid.py and its report: run order, resume, seeds, Pareto front, docs."""
+"""
+tools/train_backbone_grid.py and its report: learning-rate check, seeds from the
+measured spread, resume, intervals in every table and sentence, where reports go.
+"""
 
 import json
 import os
@@ -7,260 +10,299 @@ import subprocess
 import pytest
 
 from atto_detectron.analysis.backbone_grid import (
+    choose_learning_rate,
     findings,
-    pareto_front,
+    format_model_zoo,
+    pair_differences,
     read_run_metrics,
+    resolved_pareto,
     summarize_seeds,
 )
+from atto_detectron.analysis.intervals import format_difference, welch_interval
 
-from .conftest import load_tool
+from .conftest import REPO_ROOT, load_tool
 
 grid = load_tool("train_backbone_grid")
 
+TARGET_MODELS = ["AttoNet-A", "MobileNetV2-FPN", "ShuffleNetV2-FPN", "R50-FPN"]
 
-def _results(box_ap50, mask_ap50):
+
+def _results(box_ap50, mask_ap50, dataset="voc_synth_grid_val", provenance=None):
     return {
         "iteration": 1100,
         "summary": {
-            "voc_synth_val": {
+            dataset: {
                 "APd": {"AP": box_ap50 / 2, "AP50": box_ap50, "AP75": box_ap50 / 3},
                 "APm": {"AP": mask_ap50 / 2, "AP50": mask_ap50, "AP75": mask_ap50 / 3},
             }
         },
+        "provenance": provenance or {},
     }
 
 
-def test_pareto_front_keeps_only_points_nothing_beats():
-    points = {
-        "fast": (1, 50),
-        "slow_better": (3, 60),
-        "dominated": (2, 45),
-        "tie_cost_worse": (1, 40),
-    }
-    assert pareto_front(points) == ["fast", "slow_better"]
-    assert pareto_front({"a": (1, 1), "b": (1, 1)}) == ["a", "b"]
+def _fingerprints(config, opts):
+    return {"config_fingerprint": f"{config}:{' '.join(opts)}", "model_fingerprint": config}
 
 
-def test_seed_summary_is_mean_and_sample_spread():
-    runs = [read_run_metrics(_results(60, 50)), read_run_metrics(_results(64, 54))]
-    summary = summarize_seeds(runs)
-    assert summary["box"]["AP50"] == {
-        "mean": 62,
-        "std": pytest.approx(2.828, abs=1e-3),
-        "min": 60,
-        "max": 64,
-        "n": 2,
-    }
-    assert summary["mask"]["AP75"]["mean"] == pytest.approx(52 / 3)
-    assert summarize_seeds(runs[:1])["box"]["AP50"]["std"] == 0.0
-    with pytest.raises(ValueError, match="no evaluation"):
-        read_run_metrics({"iteration": 3})
+class FakeTraining:
+    """subprocess.run for tools/train_net.py: writes the results.json a run would."""
 
+    def __init__(self, ap50):
+        self.ap50 = ap50  # (model, kind, value) -> (box AP50, mask AP50)
+        self.runs = []  # (model, kind, value) in training order
+        self.names = {config: name for name, config in grid.GRID.items()}
 
-def test_findings_compare_with_r50_and_name_faster_better_peers():
-    def model(latency, box, mask):
-        accuracy = summarize_seeds([read_run_metrics(_results(box, mask))])
-        return {"latency_ms": latency, "accuracy": accuracy}
-
-    report = {
-        "models": {
-            "AttoNet-A": model(1000, 60, 55),
-            "MobileNetV2-FPN": model(900, 62, 54),
-            "R50-FPN": model(4000, 68, 58),
-        }
-    }
-    lines = findings(report)
-    assert (
-        "AttoNet-A is 8.0 box AP50 below and 3.0 mask AP50 below R50-FPN at 4.0x its speed: "
-        "not within 5 points of it." in lines
-    )
-    assert "At equal or lower latency, MobileNetV2-FPN beat AttoNet-A in box AP50." in lines
-    assert "No model as fast as AttoNet-A or faster beats it in mask AP50." in lines
-    assert not any("Between the seeds" in line for line in lines)  # one seed each
-    two_seeds = [read_run_metrics(_results(box, mask)) for box, mask in ((58, 55), (62, 57))]
-    spread = {"models": dict(report["models"])}
-    spread["models"]["AttoNet-A"] = {"latency_ms": 1000, "accuracy": summarize_seeds(two_seeds)}
-    assert (
-        "Between the seeds of one model, AP50 varies by up to 2.8 points (standard "
-        "deviation): differences smaller than that are not resolved by these runs."
-        in findings(spread)
-    )
-    # A backbone that beats R50 in one task is above it there, not "-2.0 below".
-    report["models"]["R50-FPN"] = model(4000, 58, 57)
-    assert (
-        "AttoNet-A is 2.0 box AP50 above and 2.0 mask AP50 below R50-FPN at 4.0x its speed: "
-        "within 5 points of it." in findings(report)
-    )
-
-
-def test_runs_are_ordered_seed_by_seed_with_r50s_second_seed_last():
-    runs = grid.planned_runs(["AttoNet-A", "R50-FPN", "AttoNet-D"], [0, 1])
-    assert runs == [
-        ("AttoNet-A", 0),
-        ("R50-FPN", 0),
-        ("AttoNet-D", 0),
-        ("AttoNet-A", 1),
-        ("AttoNet-D", 1),
-        ("R50-FPN", 1),
-    ]
-
-
-def test_only_unfinished_runs_train_and_they_resume(tmp_path, monkeypatch):
-    args = grid.get_parser().parse_args(
-        ["--output-dir", str(tmp_path), "--models", "AttoNet-A", "AttoNet-D", "--max-runs", "2"]
-    )
-    finished = tmp_path / "runs" / "AttoNet-A" / "seed0"
-    finished.mkdir(parents=True)
-    (finished / "results.json").write_text(json.dumps(_results(60, 50)))
-    commands = []
-    monkeypatch.setattr(
-        subprocess,
-        "run",
-        lambda command, **kw: commands.append(command) or subprocess.CompletedProcess(command, 0),
-    )
-    grid.train_missing_runs(args)
-    assert [(c[c.index("--config-file") + 1], c[c.index("SEED") + 1]) for c in commands] == [
-        (grid.GRID["AttoNet-D"], "0"),
-        (grid.GRID["AttoNet-A"], "1"),
-    ]
-    assert all("--resume" in c for c in commands)
-    assert commands[0][-1] == str(tmp_path / "runs" / "AttoNet-D" / "seed0")
-
-    monkeypatch.setattr(
-        subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, 3)
-    )
-    with pytest.raises(
-        SystemExit, match=r"AttoNet-D seed 0 failed.*AttoNet-D/seed0/log.txt.*continues"
-    ):
-        grid.train_missing_runs(args)
-
-
-def _fake_benchmark(path, models):
-    results = {}
-    for index, name in enumerate(models):
-        latency = 1.0 + index
-        results[name] = {
-            "config": f"configs/{name}.yaml",
-            "params": 1e6 * (index + 1),
-            "sizes": {
-                "800": {
-                    "latency_s": {"pytorch": {"median": latency}},
-                    "mult_adds": {"total": 1e9 * (index + 1)},
-                    "memory": {"pytorch": {"inference_mb": 100.0 * (index + 1)}},
-                    "ratio_to_baseline": {"latency_paired": {"pytorch": 2.0}},
-                }
-            },
-        }
-    path.parent.mkdir(parents=True)
-    path.write_text(
-        json.dumps(
-            {
-                "command": "python -m benchmarks.bench_inference ...",
-                "machine": {"cpu": "test", "threads": 2},
-                "results": results,
-            }
+    def __call__(self, command, **kwargs):
+        option = {command[i]: command[i + 1] for i in range(len(command) - 1)}
+        model = self.names[option["--config-file"]]
+        folder = option["OUTPUT_DIR"]
+        lr_check = f"{os.sep}lr_check{os.sep}" in folder
+        kind, value = (
+            ("lr", float(option["SOLVER.BASE_LR"]))
+            if lr_check
+            else (
+                "seed",
+                int(option["SEED"]),
+            )
         )
-    )
+        self.runs.append((model, kind, value))
+        opts = grid.lr_opts(value) if lr_check else grid.seed_opts(float(option["SOLVER.BASE_LR"]))
+        provenance = dict(
+            _fingerprints(option["--config-file"], opts),
+            datasets={"voc_synth_grid_train": dict(grid.GRID_DATA)},
+            machine={"cpu": "test"},
+        )
+        box, mask = self.ap50(model, kind, value)
+        dataset = grid.HOLDOUT if lr_check else "voc_synth_grid_val"
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "results.json"), "w") as f:
+            json.dump(_results(box, mask, dataset, provenance), f)
+        return subprocess.CompletedProcess(command, 0)
 
 
-def test_report_from_runs_and_benchmark_writes_json_docs_and_plots(tmp_path):
-    models = ["AttoNet-A", "MobileNetV2-FPN", "R50-FPN"]
-    _fake_benchmark(tmp_path / "grid" / "benchmark" / "inference.json", models)
-    for name, seed, box in [("AttoNet-A", 0, 60), ("AttoNet-A", 1, 62), ("R50-FPN", 0, 70)]:
-        folder = tmp_path / "grid" / "runs" / name / f"seed{seed}"
-        folder.mkdir(parents=True)
-        (folder / "results.json").write_text(json.dumps(_results(box, box - 5)))
-    argv = [
-        "--output-dir",
-        str(tmp_path / "grid"),
-        "--models",
-        *models,
-        "--report-only",
-        "--json",
-        str(tmp_path / "grid.json"),
-        "--docs",
-        str(tmp_path / "MODEL_ZOO.md"),
-        "--images",
-        str(tmp_path / "images"),
-    ]
-    report = grid.main(argv)
-    saved = json.loads((tmp_path / "grid.json").read_text())
-    assert saved["models"]["AttoNet-A"]["accuracy"]["box"]["AP50"]["mean"] == 61
-    assert saved["models"]["AttoNet-A"]["latency_ms"] == 1000
-    assert saved["models"]["MobileNetV2-FPN"]["runs"] == []
-    assert (
-        saved["models"]["AttoNet-A"]["backbone_params"]
-        < saved["models"]["R50-FPN"]["backbone_params"]
-    )
-    assert saved["pareto"]["latency_ms"]["box"] == ["AttoNet-A", "R50-FPN"]
-    page = (tmp_path / "MODEL_ZOO.md").read_text()
-    assert "| **AttoNet-A** |" in page and "61.0 ± 1.4" in page
-    # The last column marks the Pareto front of AP50 against latency, per task.
-    rows = {line.split(" | ")[0]: line for line in page.splitlines() if line.startswith("| **")}
-    assert rows["| **AttoNet-A**"].endswith("| box, mask |")
-    assert rows["| **MobileNetV2-FPN**"].endswith("|  |")
-    assert "AttoNet-A is 9.0 box AP50 below and 9.0 mask AP50 below R50-FPN at 3.0x its" in page
-    for cost in ("latency_ms", "mult_adds"):
-        assert os.path.getsize(tmp_path / "images" / f"backbone_grid_{cost}.png") > 1000
-    # The docs regenerate from the JSON alone.
-    (tmp_path / "MODEL_ZOO.md").unlink()
-    grid.main(
-        [
-            "--from-json",
-            str(tmp_path / "grid.json"),
-            "--docs",
-            str(tmp_path / "MODEL_ZOO.md"),
-            "--images",
-            str(tmp_path / "images"),
-        ]
-    )
-    assert (tmp_path / "MODEL_ZOO.md").read_text() == page
-    assert report["models"].keys() == saved["models"].keys()
+@pytest.fixture
+def fake_grid(tmp_path, monkeypatch):
+    """The grid tool with training, benchmarks and model building replaced by fakes."""
+    monkeypatch.setattr(grid, "_current_fingerprints", _fingerprints)
+    monkeypatch.setattr(grid, "_RECIPES", {})
+    monkeypatch.setattr(grid, "backbone_parameters", lambda config: len(config))
+    monkeypatch.setattr(grid, "ensure_data", lambda: None)
+    monkeypatch.setattr(grid, "run_benchmarks", lambda args, recorded, models: None)
+    monkeypatch.setattr(grid, "SPREAD_STUDY", str(tmp_path / "no_study.json"))
+
+    def run(ap50, *argv):
+        training = FakeTraining(ap50)
+        monkeypatch.setattr(subprocess, "run", training)
+        report = grid.main(["--output-dir", str(tmp_path / "grid"), *argv])
+        return training, report
+
+    return run
 
 
-def test_runs_and_benchmark_recorded_in_the_json_count_as_done_while_the_recipe_holds(
-    tmp_path, monkeypatch
-):
-    models = ["AttoNet-A", "AttoNet-D"]
-    recipe = grid.recipe_fingerprint(grid.GRID["AttoNet-A"])
-    assert recipe != grid.recipe_fingerprint(grid.GRID["AttoNet-D"])
-    run = {"seed": 0, "recipe": recipe, "iteration": 1100}
-    run.update(read_run_metrics(_results(60, 50)))
-    stale = dict(run, recipe="0" * 16)
-    recorded = {
-        "benchmark": {"command": "python -m benchmarks.bench_inference ...", "machine": {}},
-        "models": {
-            "AttoNet-A": {"latency_ms": 900.0, "mult_adds": 3e10, "runs": [run]},
-            "AttoNet-D": {"latency_ms": 800.0, "mult_adds": 2e10, "runs": [stale]},
-        },
+def _flat_ap50(model, kind, value):
+    # The best rate is 0.02 for every model; seeds scatter by +-1.
+    if kind == "lr":
+        return {0.01: (55.0, 52.0), 0.02: (60.0, 57.0), 0.04: (58.0, 55.0)}[value]
+    return 60.0 + (value % 3) - 1, 57.0 + (value % 2)
+
+
+def test_lr_checks_of_the_target_models_come_first_then_their_seeds_round_by_round(fake_grid):
+    training, report = fake_grid(_flat_ap50, "--models", *TARGET_MODELS, "--max-runs", "16")
+    lr_runs = [(m, v) for m, kind, v in training.runs if kind == "lr"]
+    assert lr_runs == [(m, lr) for m in TARGET_MODELS for lr in grid.LR_CANDIDATES]
+    seeds = [(m, v) for m, kind, v in training.runs if kind == "seed"]
+    assert seeds == [(m, 0) for m in TARGET_MODELS]
+    # The seeds train at the chosen rate and the report says which.
+    assert all(report["models"][m]["base_lr"] == 0.02 for m in TARGET_MODELS)
+    assert [c["lr"] for c in report["models"]["AttoNet-A"]["lr_check"]] == [0.01, 0.02, 0.04]
+
+
+def test_the_rate_range_grows_while_the_best_rate_is_at_its_edge(fake_grid):
+    def rising(model, kind, value):
+        return (50.0 + 10 * value, 50.0) if kind == "lr" else (60.0, 57.0)
+
+    training, report = fake_grid(rising, "--models", "AttoNet-A", "--max-runs", "6")
+    rates = [v for _, kind, v in training.runs if kind == "lr"]
+    assert rates == [0.01, 0.02, 0.04, 0.08, 0.16]  # at most five values
+    assert report["models"]["AttoNet-A"]["base_lr"] == 0.16
+    assert choose_learning_rate([{"lr": 0.02, "box": {"AP50": 1}, "mask": {"AP50": 1}}])["lr"]
+
+
+def test_seeds_per_model_follow_the_measured_spread(fake_grid, tmp_path, monkeypatch):
+    def variant(box_std, mask_std, **keys):
+        stats = {"values": [60.0, 61.0], "mean": 60.5, "low": 59.0, "high": 62.0}
+        return dict(
+            keys,
+            label=str(keys),
+            seeds=[0, 1],
+            box=dict(stats, std=box_std),
+            mask=dict(stats, std=mask_std),
+        )
+
+    study = {
+        "command": "python tools/measure_seed_spread.py",
+        "variants": [
+            variant(1.5, 1.2, **grid.SPREAD_STUDY_VARIANT),
+            variant(4.0, 3.0, recipe="demo", weights="last", dataset="voc_synth_val"),
+        ],
     }
-    (tmp_path / "grid.json").write_text(json.dumps(recorded))
-    commands = []
-    monkeypatch.setattr(
-        subprocess,
-        "run",
-        lambda command, **kw: commands.append(command) or subprocess.CompletedProcess(command, 0),
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    monkeypatch.setattr(grid, "SPREAD_STUDY", str(path))
+    _, report = fake_grid(_flat_ap50, "--models", "AttoNet-A", "R50-FPN", "--report-only")
+    # At a spread of 1.5, five seeds each give Welch half-widths under 2.5 AP50; four do not.
+    assert report["spread"]["source"] == str(path)
+    assert report["spread"]["seeds_planned"] == {"AttoNet-A": 5, "R50-FPN": 5}
+
+
+def test_seeds_grow_with_the_spread_until_the_target_pairs_are_narrow_enough(fake_grid):
+    def noisy_peer(model, kind, value):
+        if kind == "lr":
+            return _flat_ap50(model, kind, value)
+        if model == "MobileNetV2-FPN":
+            return (60.0 + 4 * (value % 2), 57.0 + (value % 2))  # 60, 64, 60, 64, ...
+        return (60.0 + 0.2 * (value % 2), 57.0 + 0.1 * value)
+
+    training, report = fake_grid(
+        noisy_peer, "--models", "AttoNet-A", "MobileNetV2-FPN", "--min-seeds", "3"
     )
-    argv = [
-        "--output-dir",
-        str(tmp_path / "grid"),
-        "--models",
-        *models,
-        "--seeds",
-        "0",
-        "--json",
-        str(tmp_path / "grid.json"),
-        "--docs",
-        str(tmp_path / "MODEL_ZOO.md"),
-        "--images",
-        str(tmp_path / "images"),
+    seeds = {
+        m: [v for n, kind, v in training.runs if n == m and kind == "seed"]
+        for m in report["models"]
+    }
+    # Three seeds each would leave the box interval about +-5 wide: the measured spread
+    # asks for more, and the noisy model gets at least as many as the quiet one.
+    assert len(seeds["AttoNet-A"]) > 3
+    assert len(seeds["MobileNetV2-FPN"]) >= len(seeds["AttoNet-A"])
+    pair = report["pairs"]["MobileNetV2-FPN"]["box"]
+    assert pair["half_width"] <= 2.5
+    assert report["targets"]["pairs"]["MobileNetV2-FPN"]["box"]["met"]
+    assert report["spread"]["source"] == "grid"
+
+
+def test_report_only_writes_under_the_output_dir_and_leaves_committed_docs_alone(
+    fake_grid, tmp_path
+):
+    committed = {
+        path: open(os.path.join(REPO_ROOT, path), "rb").read()
+        for path in ("docs/results/backbone_grid.json", "docs/MODEL_ZOO.md", "README.md")
+    }
+    fake_grid(_flat_ap50, "--models", "AttoNet-A", "--report-only")
+    for path, content in committed.items():
+        assert open(os.path.join(REPO_ROOT, path), "rb").read() == content, path
+    out = tmp_path / "grid"
+    assert (out / "backbone_grid.json").is_file() and (out / "MODEL_ZOO.md").is_file()
+    assert (out / "images" / "backbone_grid_latency_ms.png").is_file()
+
+
+def test_recorded_runs_count_as_done_while_their_recipe_holds(fake_grid, tmp_path):
+    training, report = fake_grid(_flat_ap50, "--models", "AttoNet-A", "--max-runs", "4")
+    recorded = tmp_path / "recorded.json"
+    recorded.write_text(json.dumps(report))
+    # Another machine: nothing under the output folder, only the committed JSON.
+    (tmp_path / "moved").mkdir()
+    os.rename(tmp_path / "grid", tmp_path / "moved" / "grid")
+    training, report = fake_grid(
+        _flat_ap50, "--models", "AttoNet-A", "--recorded", str(recorded), "--max-runs", "1"
+    )
+    assert training.runs == [("AttoNet-A", "seed", 1)]
+    assert [r["seed"] for r in report["models"]["AttoNet-A"]["runs"]] == [0, 1]
+    # A recorded run of another recipe does not count: it trains again.
+    stale = json.loads(recorded.read_text())
+    stale["models"]["AttoNet-A"]["runs"][0]["recipe"] = "0" * 16
+    recorded.write_text(json.dumps(stale))
+    os.rename(tmp_path / "grid", tmp_path / "moved" / "grid2")
+    training, _ = fake_grid(
+        _flat_ap50, "--models", "AttoNet-A", "--recorded", str(recorded), "--max-runs", "1"
+    )
+    assert training.runs == [("AttoNet-A", "seed", 0)]
+
+
+def test_a_finished_run_of_another_recipe_is_never_overwritten(fake_grid, tmp_path):
+    fake_grid(_flat_ap50, "--models", "AttoNet-A", "--max-runs", "4")
+    results = tmp_path / "grid" / "runs" / "AttoNet-A" / "seed0" / "results.json"
+    record = json.loads(results.read_text())
+    record["provenance"]["model_fingerprint"] = "changed"
+    results.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="seed0 holds a finished run of another recipe"):
+        fake_grid(_flat_ap50, "--models", "AttoNet-A", "--max-runs", "1")
+    assert json.loads(results.read_text()) == record
+
+
+def _model(box_values, mask_values, latency):
+    runs = [
+        dict(seed=i, **read_run_metrics(_results(b, m)))
+        for i, (b, m) in enumerate(zip(box_values, mask_values))
     ]
-    report = grid.main(argv)
-    # No benchmark (recorded for both models), and only the run with a stale recipe trains.
-    assert [c[c.index("--config-file") + 1] for c in commands] == [grid.GRID["AttoNet-D"]]
-    assert report["models"]["AttoNet-A"]["runs"] == [run]
-    assert report["models"]["AttoNet-A"]["latency_ms"] == 900.0
-    assert report["models"]["AttoNet-D"]["runs"] == []
-    assert report["benchmark"]["command"] == recorded["benchmark"]["command"]
-    saved = json.loads((tmp_path / "grid.json").read_text())
-    assert saved["models"]["AttoNet-A"]["accuracy"]["box"]["AP50"]["mean"] == 60
+    return {
+        "runs": runs,
+        "accuracy": summarize_seeds(runs),
+        "cost": {"ap": {"latency_ms": latency}},
+    }
+
+
+def _report(models):
+    report = {"models": models, "pairs": pair_differences(models, "AttoNet-A")}
+    report["pareto"] = {
+        "latency_ms": {t: resolved_pareto(models, "latency_ms", t) for t in ("box", "mask")}
+    }
+    return report
+
+
+def test_findings_give_every_difference_with_its_interval_and_verdict():
+    models = {
+        "AttoNet-A": _model([60, 61, 62, 61], [57, 58, 57, 58], 100),
+        "MobileNetV2-FPN": _model([59, 63, 60, 62], [50, 51, 50, 51], 90),
+        "R50-FPN": _model([61, 60, 64], [58, 57, 59], 400),
+    }
+    lines = findings(_report(models))
+    box = welch_interval([60, 61, 62, 61], [59, 63, 60, 62])
+    mask = welch_interval([57, 58, 57, 58], [50, 51, 50, 51])
+    assert (
+        f"AttoNet-A − MobileNetV2-FPN: box AP50 {format_difference(box)}; mask AP50 "
+        f"{format_difference(mask)}; MobileNetV2-FPN takes 0.90x AttoNet-A's latency."
+    ) in lines
+    assert not box["resolved"] and mask["resolved"]
+    assert (
+        "Resolved at 95%: AttoNet-A against MobileNetV2-FPN in mask AP50 (AttoNet-A higher)."
+        in lines
+    )
+    one_seed = dict(models, R50=_model([70], [70], 400))
+    assert "AttoNet-A − R50: not measured yet (fewer than two seeds)." in findings(
+        _report(one_seed)
+    )
+
+
+def test_the_pareto_front_drops_a_model_only_for_a_resolved_difference():
+    models = {
+        "cheap": _model([60, 61, 59], [55, 56, 54], 100),
+        "noisy_better": _model([58, 66, 62], [56, 57, 55], 200),  # not resolved above cheap
+        "clearly_better": _model([70, 71, 70], [60, 61, 60], 300),
+        "dominated": _model([50, 51, 50], [45, 46, 45], 400),
+    }
+    box = resolved_pareto(models, "latency_ms", "box")
+    assert box["front"] == ["cheap", "noisy_better", "clearly_better"]
+    assert set(box["dominated_by"]["dominated"]) == {"cheap", "noisy_better", "clearly_better"}
+    page = format_model_zoo(_report(models))
+    assert "below cheap, noisy_better, clearly_better" in page
+
+
+def test_update_docs_replaces_only_the_readme_results_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{grid.README_BEGIN}\nold table\n{grid.README_END}\noutro\n")
+    models = {
+        "AttoNet-A": _model([60, 61, 62], [57, 58, 57], 100),
+        "R50-FPN": _model([61, 60, 64], [58, 57, 59], 400),
+    }
+    grid.update_readme(str(readme), _report(models))
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{grid.README_BEGIN}\n") and text.endswith(
+        f"{grid.README_END}\noutro\n"
+    )
+    assert "old table" not in text
+    box = welch_interval([60, 61, 62], [61, 60, 64])
+    assert format_difference(box) in text
+    assert "61.0 [" in text and ", 3 seeds" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="no results markers"):
+        grid.update_readme(str(readme), _report(models))

@@ -1,5 +1,6 @@
 """The generated VOC-layout data: determinism, layout, and what the scenes contain."""
 
+import json
 import os
 import xml.etree.ElementTree as ET
 
@@ -90,7 +91,29 @@ def test_tool_writes_a_dataset(tmp_path, capsys):
         "val_000001",
     ]
     assert len(list((root / "JPEGImages").iterdir())) == 5
-    assert "Wrote 3 train + 2 val images" in capsys.readouterr().out
+    assert "Wrote 3 train + 0 holdout + 2 val images" in capsys.readouterr().out
+    assert not (root / "ImageSets" / "Segmentation" / "holdout.txt").exists()
+    generator = json.loads((root / "generator.json").read_text())
+    assert generator["num_train"] == 3 and generator["num_val"] == 2 and generator["seed"] == 0
+
+
+def test_a_holdout_split_continues_the_training_stream_and_leaves_train_as_it_was(tmp_path):
+    tool = load_tool("make_synthetic_voc")
+    common = ["--train", "3", "--val", "2", "--workers", "0"]
+    tool.main(["--out", str(tmp_path / "plain"), *common])
+    tool.main(["--out", str(tmp_path / "tuned"), *common, "--holdout", "2"])
+    plain, tuned = (tmp_path / name / "VOC2012" for name in ("plain", "tuned"))
+    lists = tuned / "ImageSets" / "Segmentation"
+    assert (lists / "holdout.txt").read_text().split() == ["train_000003", "train_000004"]
+    for split in ("train", "val", "trainval"):
+        assert (lists / f"{split}.txt").read_text() == (
+            plain / "ImageSets" / "Segmentation" / f"{split}.txt"
+        ).read_text()
+    for name in ("train_000002", "val_000001"):  # the same images as without a holdout
+        assert (tuned / "JPEGImages" / f"{name}.jpg").read_bytes() == (
+            plain / "JPEGImages" / f"{name}.jpg"
+        ).read_bytes()
+    assert json.loads((tuned / "generator.json").read_text())["num_holdout"] == 2
 
 
 def test_sbd_files_are_structs_as_sbd_stores_them(tmp_path):
@@ -129,3 +152,17 @@ def test_sbd_files_are_structs_as_sbd_stores_them(tmp_path):
     assert np.all(classes[segmentation == 0] == 0)
     assert cls[0, 0]["Boundaries"].shape == (len(VOC_CLASS_NAMES), 1)
     assert cls[0, 0]["CategoriesPresent"].ravel().tolist() == sorted(set(categories))
+
+
+def test_ensure_writes_missing_data_once_and_never_overwrites_other_data(tmp_path):
+    from atto_detectron.synthetic.voc import ensure_synthetic_voc
+
+    arguments = {"num_train": 2, "num_val": 1, "workers": 0}
+    root = ensure_synthetic_voc(str(tmp_path / "a"), **arguments)
+    jpeg = os.path.join(root, "JPEGImages", "train_000000.jpg")
+    written = os.path.getmtime(jpeg)
+    assert ensure_synthetic_voc(str(tmp_path / "a"), **arguments) == root
+    assert os.path.getmtime(jpeg) == written  # complete: not written again
+    with pytest.raises(ValueError, match=r"other arguments.*num_val.*\(1, 3\).*move it away"):
+        ensure_synthetic_voc(str(tmp_path / "a"), num_train=2, num_val=3, workers=0)
+    assert os.path.getmtime(jpeg) == written

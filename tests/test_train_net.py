@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import subprocess
 
 import pytest
 import torch
@@ -12,7 +13,14 @@ from detectron2.engine import launch
 
 from atto_detectron import add_attonet_config
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, load_tool, register_synthetic_voc
+from .conftest import (
+    CONFIGS,
+    REPO_ROOT,
+    SYNTH_DATASETS,
+    SYNTH_SIZES,
+    load_tool,
+    register_synthetic_voc,
+)
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 # Generated VOC-layout data, read by the VOC loader (the synthetic_voc fixture).
@@ -92,6 +100,20 @@ def test_training_writes_checkpoints_and_results(trained):
     assert "bbox" in results and "segm" in results
     # The final evaluation also goes to metrics.json, through Detectron2's EvalHook.
     assert any("segm/AP50" in m for m in _metrics(output_dir))
+    # Where the results come from: code, machine, data, time.
+    provenance = record["provenance"]
+    commit = subprocess.run(
+        ["git", "-C", REPO_ROOT, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert provenance["commit"] == commit and isinstance(provenance["dirty"], bool)
+    assert len(provenance["config_fingerprint"]) == len(provenance["model_fingerprint"]) == 16
+    assert provenance["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert provenance["machine"]["processes"] == 1 and provenance["machine"]["threads"] >= 1
+    assert provenance["datasets"][VAL]["num_val"] == SYNTH_SIZES["val"]  # generator.json
+    timing = provenance["timing"]
+    assert timing["iterations"] == 30 and timing["start_iteration"] == 0
+    assert 0 < timing["seconds_per_iteration"] < timing["wall_seconds"]
+    assert timing["eval_seconds"] > 0
 
 
 @pytest.mark.slow

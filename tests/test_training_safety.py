@@ -237,11 +237,19 @@ def test_eval_only_keeps_out_of_a_training_runs_files(tmp_path):
 # ---------------------------------------------------------------- exact resume
 
 
+# The resume tests keep a weight average too: it must resume exactly as the weights do.
+EMA = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.7"]
+
+
+def _ema_weights(trainer):
+    return {k: v.detach().clone() for k, v in trainer.ema.state_dict().items()}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(synthetic_voc, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("uninterrupted")
-    trainer = _train(_args(output_dir))
-    return output_dir, _weights(trainer)
+    trainer = _train(_args(output_dir, overrides=EMA))
+    return output_dir, _weights(trainer), _ema_weights(trainer)
 
 
 def _run_killed(output_dir, voc_root, kill_after_iteration):
@@ -255,7 +263,7 @@ def _run_killed(output_dir, voc_root, kill_after_iteration):
     )
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     child = subprocess.Popen(
-        [sys.executable, "-c", script, REPO_ROOT, voc_root] + _argv(output_dir),
+        [sys.executable, "-c", script, REPO_ROOT, voc_root] + _argv(output_dir, overrides=EMA),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -271,18 +279,22 @@ def _run_killed(output_dir, voc_root, kill_after_iteration):
 
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(synthetic_voc, uninterrupted, tmp_path):
-    expected_dir, expected = uninterrupted
+    expected_dir, expected, expected_ema = uninterrupted
     _run_killed(tmp_path, synthetic_voc, kill_after_iteration=6)
     with open(tmp_path / "last_checkpoint") as f:
         assert f.read() == "model_0000005.pth"  # checkpoints at 2, 5 (period 3)
     assert max(_iterations(tmp_path)) >= 6  # metrics past the checkpoint
 
-    trainer = _train(_args(tmp_path, "--resume"))
+    trainer = _train(_args(tmp_path, "--resume", overrides=EMA))
     assert trainer.start_iter == 6
     resumed = _weights(trainer)
     assert resumed.keys() == expected.keys()
     for name, value in expected.items():
         assert torch.equal(resumed[name], value), name
+    resumed_ema = _ema_weights(trainer)
+    assert resumed_ema.keys() == expected_ema.keys() and int(resumed_ema["n_averaged"]) == 12
+    for name, value in expected_ema.items():
+        assert torch.equal(resumed_ema[name], value), name
     iterations = _iterations(tmp_path)
     assert iterations == sorted(set(iterations)) == _iterations(expected_dir)
 
@@ -291,14 +303,14 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(synthetic_voc, unint
 def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(
     synthetic_voc, uninterrupted, tmp_path, checkpointer_log
 ):
-    expected_dir, expected = uninterrupted
+    expected_dir, expected, _ = uninterrupted
     # The uninterrupted run's checkpoints at 2 and 5, with the one at 5 cut to 0 bytes.
     for name in ("model_0000002.pth", "model_0000005.pth", "metrics.json"):
         shutil.copy(expected_dir / name, tmp_path / name)
     (tmp_path / "model_0000005.pth").write_bytes(b"")
     (tmp_path / "last_checkpoint").write_text("model_0000005.pth")
 
-    trainer = _train(_args(tmp_path, "--resume"))
+    trainer = _train(_args(tmp_path, "--resume", overrides=EMA))
     assert trainer.start_iter == 3
     warnings = [m for m in checkpointer_log if "cannot be read" in m]
     assert len(warnings) == 1

@@ -14,6 +14,7 @@ outline. Every image is a pure function of (seed, split, index).
 """
 
 import json
+import logging
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -29,6 +30,7 @@ from ..data.voc_meta import VOC_CLASS_NAMES, VOC_VOID, voc_palette
 
 __all__ = [
     "GENERATOR_FILE",
+    "ensure_synthetic_voc",
     "SYNTHETIC_CLASSES",
     "SyntheticObject",
     "SyntheticSample",
@@ -49,6 +51,8 @@ SYNTHETIC_CLASSES = (
     "tvmonitor",
 )
 SPLITS = ("train", "val")
+
+logger = logging.getLogger(__name__)
 
 # An object whose visible interior (outside the void band) is smaller than this is left
 # unlabelled: its pixels become void, as VOC does with objects too small to outline.
@@ -621,6 +625,41 @@ def write_synthetic_voc(
         with open(os.path.join(voc_root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
             f.write("".join(f"{name}\n" for name in names))
     return voc_root
+
+
+def ensure_synthetic_voc(out_dir: str, progress: bool = False, **arguments) -> str:
+    """
+    The ``VOC2012`` folder of ``out_dir``, written by :func:`write_synthetic_voc` with
+    ``arguments`` when it holds no complete dataset yet.
+
+    Raises:
+        ValueError: the folder holds data generated with other arguments (named, with
+            both sets of arguments); it is never overwritten.
+    """
+    voc_root = os.path.join(out_dir, "VOC2012")
+    generator = os.path.join(voc_root, GENERATOR_FILE)
+    complete = os.path.isfile(os.path.join(voc_root, "ImageSets", "Segmentation", "val.txt"))
+    if complete and not os.path.isfile(generator):
+        logger.warning(
+            f"{voc_root} records no generator arguments ({GENERATOR_FILE}); using it as it is."
+        )
+        return voc_root
+    if complete:
+        with open(generator) as f:
+            found = json.load(f)
+        wanted = dict(
+            {"seed": 0, "num_train": 1000, "num_holdout": 0, "num_val": 200, "long_side": 256},
+            **arguments,
+        )
+        recorded = ("seed", "num_train", "num_holdout", "num_val", "long_side")
+        differ = {k: (found.get(k), wanted[k]) for k in recorded if found.get(k) != wanted[k]}
+        if differ:
+            raise ValueError(
+                f"{voc_root} holds generated data with other arguments than needed "
+                f"(found, needed: {differ}); move it away, and it is generated anew."
+            )
+        return voc_root
+    return write_synthetic_voc(out_dir, progress=progress, **arguments)
 
 
 # ---------------------------------------------------------------------------------------

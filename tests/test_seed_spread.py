@@ -1,0 +1,59 @@
+"""tools/measure_seed_spread.py: runs per recipe and seed, spread per variant, its table."""
+
+import json
+import os
+import statistics
+import subprocess
+
+import pytest
+
+from atto_detectron.analysis.seed_spread import format_seed_spread
+
+from .conftest import load_tool
+
+study = load_tool("measure_seed_spread")
+
+
+def _fake_run(command, **kwargs):
+    option = {command[i]: command[i + 1] for i in range(len(command) - 1)}
+    seed = int(option["SEED"])
+    average = option["MODEL_EMA.ENABLED"] == "True" and "--eval-only" not in command
+    folder = option["OUTPUT_DIR"]
+    if "--eval-only" in command:
+        folder = os.path.join(folder, "eval_model_final")
+    summary = {}
+    for index, dataset in enumerate(study.VAL_SETS):
+        # The last weights on 200 images scatter most; the average on 2,000 least.
+        scatter = (4.0 if not average else 2.0) / (1 + 2 * index)
+        box = 60 + scatter * (seed % 2 * 2 - 1)
+        summary[dataset] = {
+            "APd": {"AP": 30.0, "AP50": box, "AP75": 30.0},
+            "APm": {"AP": 25.0, "AP50": box - 3, "AP75": 25.0},
+        }
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "results.json"), "w") as f:
+        json.dump({"summary": summary, "provenance": {"commit": "abc"}}, f)
+    return subprocess.CompletedProcess(command, 0)
+
+
+def test_each_run_gives_its_last_weights_and_its_average_on_both_validation_sets(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(subprocess, "run", _fake_run)
+    monkeypatch.setattr(study, "ensure_data", lambda: None)
+    report = study.main(["--output-dir", str(tmp_path), "--seeds", "0", "1", "2", "3"])
+    saved = json.loads((tmp_path / "seed_spread.json").read_text())
+    assert saved["variants"] == report["variants"]
+    spreads = {(v["weights"], v["dataset"]): v["box"]["std"] for v in report["variants"]}
+    assert len(spreads) == 4 and all(len(v["seeds"]) == 4 for v in report["variants"])
+    values = [56.0, 64.0, 56.0, 64.0]  # last weights, 200 images: 60 -+ 4
+    assert spreads[("last", "voc_synth_val")] == pytest.approx(statistics.stdev(values))
+    assert spreads[("ema", "voc_synth_grid_val")] < spreads[("last", "voc_synth_val")]
+    assert report["runs"]["demo"][0]["provenance"] == {"commit": "abc"}
+    table = format_seed_spread(report)
+    assert "| demo recipe, last weights, 200 val images | 4 | 4.62 |" in table
+    # Finished runs are not run again.
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda c, **k: calls.append(c))
+    study.main(["--output-dir", str(tmp_path), "--seeds", "0", "1", "2", "3"])
+    assert calls == []

@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""
+How far does AP50 move between seeds of one model, and what lowers that spread? Trains
+AttoNet-A with several seeds per recipe, evaluates each run's last weights and its weight
+average (MODEL_EMA) on the 200-image and the 2,000-image validation sets, and reports the
+seed standard deviation of box and mask AP50 per variant: the measurement the backbone
+grid's protocol is chosen from (docs/MODEL_ZOO.md#seed-spread).
+
+    python tools/measure_seed_spread.py                 # train what is missing, report
+    python tools/measure_seed_spread.py --report-only   # report the runs finished so far
+    python tools/measure_seed_spread.py --recipes demo --seeds 0 1 2 3
+
+Runs go to <output-dir>/<recipe>/seed<k>; an interrupted run resumes from its last
+checkpoint, a finished one (its results.json) is kept. The report goes to --json.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from collections import OrderedDict
+
+from atto_detectron.analysis.intervals import mean_interval
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VAL_SETS = OrderedDict(
+    [("voc_synth_val", "200 val images"), ("voc_synth_grid_val", "2,000 val images")]
+)
+TEST_OVERRIDE = "(" + ",".join(f"'{name}'" for name in VAL_SETS) + ",)"
+
+# Training recipes: config and overrides. Each run keeps a weight average alongside (it
+# does not change training), so one run gives its last weights and its average.
+RECIPES = OrderedDict(
+    [
+        (
+            "demo",
+            {
+                "description": "the demo's recipe (configs/synth/atto_maskrcnn_synth.yaml)",
+                "config": "configs/synth/atto_maskrcnn_synth.yaml",
+                "opts": ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.995"],
+            },
+        ),
+    ]
+)
+WEIGHTS = OrderedDict([("last", "last weights"), ("ema", "weight average (MODEL_EMA, 0.995)")])
+
+logger = logging.getLogger("measure_seed_spread")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    parser.add_argument("--output-dir", default="output/seed_spread", metavar="DIR")
+    parser.add_argument("--num-gpus", type=int, default=2, help="training processes per run")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: report")
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="write the report to the committed docs/results/seed_spread.json (default: "
+        "<output-dir>/seed_spread.json); tools/train_backbone_grid.py --from-json puts it "
+        "into docs/MODEL_ZOO.md",
+    )
+    return parser
+
+
+def run_dir(args, recipe: str, seed: int) -> str:
+    return os.path.join(args.output_dir, recipe, f"seed{seed}")
+
+
+def _common_opts(recipe: str, seed: int, out: str):
+    return RECIPES[recipe]["opts"] + [
+        "DATASETS.TEST",
+        TEST_OVERRIDE,
+        "SEED",
+        str(seed),
+        "OUTPUT_DIR",
+        out,
+    ]
+
+
+def commands(args, recipe: str, seed: int):
+    """The training command of a run (it evaluates the average) and the evaluation of
+    its last weights."""
+    out = run_dir(args, recipe, seed)
+    base = [sys.executable, "tools/train_net.py", "--config-file", RECIPES[recipe]["config"]]
+    base += ["--num-gpus", str(args.num_gpus)]
+    train = base + ["--resume"] + _common_opts(recipe, seed, out)
+    last = base + ["--eval-only"] + _common_opts(recipe, seed, out)
+    last += ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth"), "MODEL_EMA.ENABLED", "False"]
+    return [
+        (train, os.path.join(out, "results.json")),
+        (last, os.path.join(out, "eval_model_final", "results.json")),
+    ]
+
+
+# The generated data of the study: the demo's (train, 200 val images) and the grid's
+# (the same train images, 2,000 val images), as tools/make_synthetic_voc.py writes them.
+DATA = {
+    "VOCsynth": {},
+    "VOCsynth_grid": {"num_train": 1000, "num_holdout": 400, "num_val": 2000},
+}
+
+
+def ensure_data():
+    from atto_detectron.synthetic.voc import ensure_synthetic_voc
+
+    root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+    for folder, arguments in DATA.items():
+        try:
+            ensure_synthetic_voc(os.path.join(REPO_ROOT, root, folder), True, **arguments)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+
+
+def train_missing(args):
+    ensure_data()
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the configs train on the CPU
+    for recipe in args.recipes:
+        for seed in args.seeds:
+            for command, result in commands(args, recipe, seed):
+                if os.path.isfile(os.path.join(REPO_ROOT, result)):
+                    continue
+                logger.info(shlex.join(command))
+                if subprocess.run(command, cwd=REPO_ROOT, env=env).returncode != 0:
+                    raise SystemExit(f"{recipe} seed {seed} failed; run this tool again to resume.")
+
+
+def _ap50(results_path: str):
+    with open(results_path) as f:
+        record = json.load(f)
+    return record, {
+        dataset: {"box": labels["APd"]["AP50"], "mask": labels["APm"]["AP50"]}
+        for dataset, labels in record["summary"].items()
+    }
+
+
+def collect(args) -> dict:
+    variants = []
+    runs = {}
+    for recipe in args.recipes:
+        per_seed = OrderedDict()
+        for seed in args.seeds:
+            paths = {
+                "ema": commands(args, recipe, seed)[0][1],
+                "last": commands(args, recipe, seed)[1][1],
+            }
+            if not all(os.path.isfile(os.path.join(REPO_ROOT, p)) for p in paths.values()):
+                continue
+            per_seed[seed] = {}
+            for weights, path in paths.items():
+                record, ap50 = _ap50(os.path.join(REPO_ROOT, path))
+                per_seed[seed][weights] = ap50
+                if weights == "ema":
+                    runs.setdefault(recipe, []).append(
+                        {"seed": seed, "results": path, "provenance": record.get("provenance")}
+                    )
+        for weights, weights_label in WEIGHTS.items():
+            for dataset, dataset_label in VAL_SETS.items():
+                entry = {
+                    "recipe": recipe,
+                    "weights": weights,
+                    "dataset": dataset,
+                    "label": f"{recipe} recipe, {weights_label}, {dataset_label}",
+                    "seeds": list(per_seed),
+                }
+                for task in ("box", "mask"):
+                    values = [per_seed[s][weights][dataset][task] for s in per_seed]
+                    entry[task] = {"values": values, **(mean_interval(values) if values else {})}
+                variants.append(entry)
+    return {
+        "command": "python tools/measure_seed_spread.py "
+        + shlex.join(["--recipes", *args.recipes, "--seeds", *map(str, args.seeds)]),
+        "model": "AttoNet-A",
+        "recipes": {name: RECIPES[name] for name in args.recipes},
+        "variants": variants,
+        "runs": runs,
+    }
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    os.chdir(REPO_ROOT)
+    if not args.report_only:
+        train_missing(args)
+    report = collect(args)
+    path = (
+        "docs/results/seed_spread.json"
+        if args.update_docs
+        else os.path.join(args.output_dir, "seed_spread.json")
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    for variant in report["variants"]:
+        spread = ", ".join(
+            f"{task} AP50 std {variant[task]['std']:.2f}"
+            for task in ("box", "mask")
+            if "std" in variant[task]
+        )
+        print(f"{variant['label']}: n={len(variant['seeds'])}, {spread}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
