@@ -16,6 +16,7 @@ from atto_detectron.checkpoint import AtomicCheckpointer
 from atto_detectron.classification import PIXEL_MEAN_RGB, PIXEL_STD_RGB
 
 from .conftest import CONFIGS, load_tool
+from .helpers import assert_close_to_scale
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,7 +119,8 @@ def test_detector_backbone_computes_the_classifier_features(classifier, converte
         rgb = image_bgr.flip(1) / 255.0
         classifier_input = (rgb - mean[:, None, None]) / std[:, None, None]
         features = classifier[0].backbone(classifier_input)["res5"]
-    torch.testing.assert_close(d2_features, features, rtol=1e-4, atol=1e-4)
+    # The two input normalizations round differently before the first conv.
+    assert_close_to_scale(d2_features, features, rel=1e-4)
 
 
 def test_rgb_conversion_round_trips_into_a_classifier(classifier, tmp_path):

@@ -1,4 +1,7 @@
+import copy
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,13 +16,14 @@ from atto_detectron.analysis.detection import r50_fpn_maskrcnn_config
 from atto_detectron.config import load_config
 from atto_detectron.deploy import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
 
-from .conftest import CONFIGS
+from .conftest import CONFIGS, REPO_ROOT
+from .helpers import SCALE_TOLERANCE, assert_close_to_scale
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# Outputs of the fused model must equal the original's within this (float32 rounding).
-TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+# Outputs of a fused model equal the original's up to float32 rounding, which is relative
+# to the outputs' magnitude (helpers.SCALE_TOLERANCE says why and how much).
 
 
 def _randomize_batch_norms(model: nn.Module) -> nn.Module:
@@ -47,7 +51,7 @@ def test_fuse_conv_bn_folds_the_norm_into_the_conv():
     x = torch.randn(2, 4, 9, 9)
     assert fused.norm is None and fused.bias is not None
     assert conv.norm is not None, "the original conv must stay as it was"
-    torch.testing.assert_close(fused(x), conv(x), **TOLERANCE)
+    assert_close_to_scale(fused(x), conv(x))
 
 
 def test_fuse_conv_bn_refuses_training_mode_and_other_norms():
@@ -68,7 +72,7 @@ def test_fused_attonet_backbone_matches():
     with torch.no_grad():
         expected, actual = model(x), fused(x)
     for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], **TOLERANCE)
+        assert_close_to_scale(actual[name], expected[name], name=name)
 
 
 def test_fused_attonet_classifier_matches():
@@ -76,7 +80,7 @@ def test_fused_attonet_classifier_matches():
     fused = fuse_bn(model)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(fused(x), model(x), **TOLERANCE)
+        assert_close_to_scale(fused(x), model(x))
     assert _count(fused, nn.BatchNorm2d) == 16 + 1  # pre-activation BNs + the final BN
 
 
@@ -93,7 +97,7 @@ def test_fused_resnet_backbone_matches():
     with torch.no_grad():
         expected, actual = model(x), fused(x)
     for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], **TOLERANCE)
+        assert_close_to_scale(actual[name], expected[name], name=name)
 
 
 def test_fused_mask_rcnn_matches():
@@ -114,7 +118,54 @@ def test_fused_mask_rcnn_matches():
         actual = fused(inputs)[0]["instances"]
     assert len(expected) > 0, "the test needs detections to compare"
     assert len(actual) == len(expected)
-    torch.testing.assert_close(actual.pred_boxes.tensor, expected.pred_boxes.tensor, **TOLERANCE)
-    torch.testing.assert_close(actual.scores, expected.scores, **TOLERANCE)
+    assert_close_to_scale(actual.pred_boxes.tensor, expected.pred_boxes.tensor, name="boxes")
+    assert_close_to_scale(actual.scores, expected.scores, name="scores")
     torch.testing.assert_close(actual.pred_classes, expected.pred_classes)
     torch.testing.assert_close(actual.pred_masks, expected.pred_masks)
+
+
+@pytest.mark.parametrize("damage", ["epsilon off by 1e-3", "running mean off by 1%"])
+def test_a_slightly_wrong_fusion_fails_the_tolerance(damage, monkeypatch):
+    from atto_detectron.deploy import fusion
+
+    correct = fusion.fuse_conv_bn_eval
+
+    def wrong(conv, bn):
+        bn = copy.deepcopy(bn)
+        if damage.startswith("epsilon"):
+            bn.eps += 1e-3
+        else:
+            bn.running_mean.mul_(0.99)
+        return correct(conv, bn)
+
+    monkeypatch.setattr(fusion, "fuse_conv_bn_eval", wrong)
+    model = _randomize_batch_norms(AttoNet("D", out_features=["res5"]))
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        expected, actual = model(x)["res5"], fuse_bn(model)(x)["res5"]
+    with pytest.raises(AssertionError, match="exceeds"):
+        assert_close_to_scale(actual, expected)
+    # ... by far: the tolerance is not near the damage it has to catch.
+    error = (actual - expected).abs().max() / expected.abs().max()
+    assert error > 20 * SCALE_TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variable, value",
+    [("ATEN_CPU_CAPABILITY", "default"), ("ONEDNN_MAX_CPU_ISA", "AVX2")],
+)
+def test_fusion_numerics_hold_on_another_kernel_path(variable, value):
+    # The same machine with other float32 kernels: PyTorch's vectorized ops without AVX2
+    # or AVX-512, or oneDNN's convolutions limited to AVX2 (the AVX2 path on an AVX-512 or
+    # AMX machine).
+    env = dict(os.environ, **{variable: value})
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "fused"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout

@@ -23,6 +23,7 @@ from atto_detectron.deploy import (
 )
 
 from .conftest import CONFIGS, REPO_ROOT
+from .helpers import assert_close_to_scale
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -166,13 +167,12 @@ def test_empty_batch_group_norm_matches_and_runs_empty_in_onnxruntime(tmp_path):
     x = torch.randn(5, 3, 14, 14)
     with torch.no_grad():
         expected = norm(head[0](x))
-        torch.testing.assert_close(head(x), expected, rtol=1e-5, atol=1e-5)
+        assert_close_to_scale(head(x), expected)
     path = str(tmp_path / "head.onnx")
     torch.onnx.export(
         head.eval(), (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, opset_version=16
     )
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert session.run(None, {"x": x[:0].numpy()})[0].shape == (0, 12, 14, 14)
-    torch.testing.assert_close(
-        torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), expected, rtol=1e-4, atol=1e-4
-    )
+    # Another library's kernels: a looser bound, still relative to the magnitude.
+    assert_close_to_scale(session.run(None, {"x": x.numpy()})[0], expected, rel=1e-4)

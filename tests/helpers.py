@@ -1,0 +1,26 @@
+"""Helpers shared by several test modules (fixtures live in conftest.py)."""
+
+import torch
+
+# Float32 results of one computation done in another order (a fused model against the
+# original, or oneDNN's AVX2, AVX-512 and AMX kernels on different machines) differ by
+# a few units in the last place of the largest values being summed: an error relative
+# to the tensor's magnitude, not to each element, so an element near zero can carry an
+# absolute error larger than itself. Measured: 5e-7 of the magnitude on an AMD EPYC
+# (AVX2), 1.5e-6 on an Intel Xeon (AVX-512, AMX). A BN fused with its epsilon off by
+# 1e-3 is 3e-3 away.
+SCALE_TOLERANCE = 3e-5
+
+
+def assert_close_to_scale(actual, expected, rel=SCALE_TOLERANCE, name=""):
+    """
+    ``|actual - expected| <= rel * max|expected|`` everywhere (see SCALE_TOLERANCE), with
+    a message that gives the error and the magnitude.
+    """
+    actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    scale = expected.abs().max().item() if expected.numel() else 0.0
+    error = (actual - expected).abs().max().item() if expected.numel() else 0.0
+    assert error <= rel * max(
+        scale, 1e-12
+    ), f"{name}: max error {error:.3g} exceeds {rel:g} of the magnitude {scale:.3g}"
