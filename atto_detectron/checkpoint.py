@@ -39,9 +39,10 @@ class AtomicCheckpointer(DetectionCheckpointer):
       through fvcore's PathManager);
     * a checkpoint whose weights hold NaN or inf is not saved, so ``last_checkpoint``
       always names a finite model;
-    * ``.pth`` files are loaded with ``torch.load(weights_only=True)``: a crafted file
-      cannot run code (``.pkl`` files go through Detectron2's own reader, which unpickles:
-      take those only from sources you trust);
+    * ``.pth`` files and pycls ``.pyth`` files are loaded with
+      ``torch.load(weights_only=True)``: a crafted file cannot run code (``.pkl`` files
+      go through Detectron2's own reader, which unpickles: take those only from sources
+      you trust);
     * resuming refuses a checkpoint whose parameters do not fit the model, and falls back
       from an unreadable last checkpoint to the newest readable one, with a warning.
     """
@@ -89,6 +90,23 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     def _torch_load(self, f: str) -> Dict:
         return load_weights_file(f, self.path_manager)
+
+    def _load_file(self, filename: str) -> Dict:
+        # fvcore's documented override point for file formats. Detectron2's own reads a
+        # pycls ".pyth" with an unrestricted torch.load: read it weights-only here, and
+        # convert it as Detectron2 does.
+        if not filename.endswith(".pyth"):
+            return super()._load_file(filename)
+        data = load_weights_file(filename, self.path_manager)
+        if not isinstance(data, dict) or "model_state" not in data:
+            raise CheckpointError(
+                f"{filename}: a .pyth file is read as a pycls checkpoint, which holds "
+                f"'model_state'; this one does not. Save the weights as a .pth state dict."
+            )
+        model_state = {
+            k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")
+        }
+        return {"model": model_state, "__author__": "pycls", "matching_heuristics": True}
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict:
         """

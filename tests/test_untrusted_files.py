@@ -33,7 +33,7 @@ from atto_detectron.design import (
 )
 from atto_detectron.visualization import VisualizationPredictor
 
-from .conftest import CONFIGS, load_tool
+from .conftest import CONFIGS, SYNTH_DATASETS, load_tool
 
 
 class _OpensMarker:
@@ -273,3 +273,52 @@ def test_the_demo_does_not_unpickle_its_weights(tmp_path, marker):
     )
     with pytest.raises(CheckpointError, match="torch_save.pth holds Python objects"):
         VisualizationPredictor(cfg)
+
+
+def _crafted_pyth(path, marker):
+    torch.save({"model_state": {"stem.conv.weight": _OpensMarker(marker)}}, path)
+    return str(path)
+
+
+def test_a_pycls_pyth_file_is_read_weights_only(tmp_path, marker):
+    weights = _crafted_pyth(tmp_path / "crafted.pyth", marker)
+    with pytest.raises(CheckpointError, match="crafted.pyth holds Python objects"):
+        AtomicCheckpointer(torch.nn.Linear(3, 2)).load(weights)
+    # A genuine one loads, converted as Detectron2 converts pycls checkpoints.
+    model = torch.nn.Linear(3, 2)
+    state = {"weight": torch.ones(2, 3), "bias": torch.zeros(2)}
+    torch.save({"model_state": state, "epoch": 3}, tmp_path / "genuine.pyth")
+    AtomicCheckpointer(model).load(str(tmp_path / "genuine.pyth"))
+    assert torch.equal(model.weight, state["weight"])
+    torch.save({"weights": state}, tmp_path / "other.pyth")
+    with pytest.raises(CheckpointError, match="other.pyth: .*'model_state'"):
+        AtomicCheckpointer(model).load(str(tmp_path / "other.pyth"))
+
+
+def test_a_last_checkpoint_naming_a_pyth_file_is_not_unpickled(tmp_path, marker):
+    _crafted_pyth(tmp_path / "model_0000009.pyth", marker)
+    (tmp_path / "last_checkpoint").write_text("model_0000009.pyth")
+    checkpointer = AtomicCheckpointer(torch.nn.Linear(3, 2), str(tmp_path))
+    with pytest.raises(CheckpointError, match="model_0000009.pyth holds Python objects"):
+        checkpointer.check_resumable()
+    with pytest.raises(CheckpointError, match="model_0000009.pyth holds Python objects"):
+        checkpointer.resume_or_load("")
+
+
+@pytest.mark.parametrize("tool", ["train", "eval-only", "demo"])
+def test_no_tool_unpickles_pyth_weights(synthetic_voc, tmp_path, marker, tool):
+    weights = _crafted_pyth(tmp_path / "weights.pyth", marker)
+    config = os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")
+    if tool == "demo":
+        cfg = load_config(config, ["MODEL.WEIGHTS", weights], device="cpu")
+        with pytest.raises(CheckpointError, match="weights.pyth holds Python objects"):
+            VisualizationPredictor(cfg)
+        return
+    train_net = load_tool("train_net")
+    argv = ["--config-file", config, "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"]
+    argv += ["OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MAX_ITER", "1"]
+    argv += ["DATASETS.TRAIN", f"('{SYNTH_DATASETS['train']}',)"]
+    argv += ["DATASETS.TEST", f"('{SYNTH_DATASETS['val']}',)"]
+    argv += ["--eval-only"] if tool == "eval-only" else []
+    with pytest.raises(CheckpointError, match="weights.pyth holds Python objects"):
+        train_net.main(train_net.parse_args(argv))
