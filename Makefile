@@ -27,7 +27,7 @@ demo: $(SYNTH_VOC)/ImageSets/Segmentation/val.txt
 	CUDA_VISIBLE_DEVICES= $(PY) tools/train_net.py --config-file $(DEMO_CONFIG) \
 		--num-gpus $(DEMO_PROCESSES) --resume OUTPUT_DIR $(DEMO_OUTPUT)
 	$(PY) tools/analyze_complexity.py
-	$(PY) tools/demo.py --config-file $(DEMO_CONFIG) --output $(DEMO_OUTPUT)/visualized/ \
+	$(PY) tools/demo.py --config-file $(DEMO_CONFIG) --output $(DEMO_OUTPUT)/visualized/ --overwrite \
 		--input $$(head -n 4 $(SYNTH_VOC)/ImageSets/Segmentation/val.txt \
 		           | sed 's|.*|$(SYNTH_VOC)/JPEGImages/&.jpg|') \
 		--opts MODEL.WEIGHTS $(DEMO_OUTPUT)/model_final.pth

@@ -59,7 +59,9 @@ def expand_inputs(inputs: List[str]) -> List[str]:
     return paths
 
 
-def output_paths(inputs: List[str], output: str, extension: str = ".png") -> List[str]:
+def output_paths(
+    inputs: List[str], output: str, extension: str = ".png", overwrite: bool = False
+) -> List[str]:
     """
     Where the drawings of ``inputs`` go.
 
@@ -77,15 +79,17 @@ def output_paths(inputs: List[str], output: str, extension: str = ".png") -> Lis
         inputs: the input files (or one name, such as "webcam").
         output: the ``--output`` argument.
         extension: of the drawings in a folder.
+        overwrite: replace existing files (never an input) instead of refusing.
 
     Returns:
         One output path per input, in order.
 
     Raises:
         ValueError: an output would be one of the inputs (the same file: real paths,
-            symbolic or hard links), two inputs would be drawn to the same file, or
-            several inputs would be drawn to an existing file, naming them. Nothing
-            has been written then.
+            symbolic or hard links), two inputs would be drawn to the same file,
+            several inputs would be drawn to an existing file, or, without
+            ``overwrite``, an output file exists already, naming them. Nothing has been
+            written then.
     """
     if len(inputs) == 1 and not (os.path.isdir(output) or output.endswith(os.sep)):
         outputs = [output]
@@ -108,6 +112,13 @@ def output_paths(inputs: List[str], output: str, extension: str = ".png") -> Lis
             name = os.path.basename(path) if count[(folder, stem)] > 1 else stem
             outputs.append(os.path.normpath(os.path.join(output, subfolder, name + extension)))
     _check_outputs(inputs, outputs)
+    existing = [out for out in outputs if os.path.lexists(out)]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise ValueError(
+            f"--output: {existing[0]}{more} exists already; drawings replace no file they "
+            f"did not write: choose another --output, or give --overwrite to replace them"
+        )
     return outputs
 
 

@@ -520,3 +520,25 @@ def test_video_frames_keep_each_objects_colour():
     # Drawn one by one, as images, each drawing picks its colours afresh.
     np.random.seed(0)
     assert not np.array_equal(drawer(frame)[1], drawer(frame)[1])
+
+
+def test_a_file_the_run_did_not_write_is_never_replaced_without_overwrite(tmp_path):
+    inputs = [_touch(tmp_path / "in" / "q.jpg"), _touch(tmp_path / "in" / "r.jpg")]
+    # The user's own q.png next to the inputs, not one of them.
+    users = tmp_path / "in" / "q.png"
+    users.write_bytes(b"the user's file")
+    with pytest.raises(ValueError, match=r"q\.png exists already.*--overwrite"):
+        output_paths(inputs, str(tmp_path / "in"))
+    assert users.read_bytes() == b"the user's file"
+    assert output_paths(inputs, str(tmp_path / "in"), overwrite=True)[0] == str(users)
+
+
+def test_the_demo_refuses_to_replace_an_existing_drawing_before_the_model(tmp_path, no_model):
+    (tmp_path / "in").mkdir()
+    image = _image(tmp_path / "in" / "q.jpg")
+    existing = tmp_path / "in" / "q.png"
+    existing.write_bytes(b"the user's file")
+    with pytest.raises(SystemExit) as e:
+        _run("--input", str(tmp_path / "in" / "*.jpg"), "--output", str(tmp_path / "in"))
+    assert "q.png exists already" in str(e.value) and "--overwrite" in str(e.value)
+    assert existing.read_bytes() == b"the user's file" and image.exists()

@@ -7,8 +7,9 @@ a video or a webcam, with Detectron2's Visualizer and the dataset's metadata.
         --input datasets/VOCsynth/VOC2012/JPEGImages/ --output output/demo \
         --opts MODEL.WEIGHTS output/atto_maskrcnn_synth/model_final.pth
 
-Options may also follow the ``--opts`` overrides. Drawings never overwrite an input; their
-names are those of ``output_paths`` (atto_detectron/visualization.py). Without --output,
+Options may also follow the ``--opts`` overrides. Drawings never overwrite an input, nor
+any existing file unless --overwrite is given; their names are those of ``output_paths``
+(atto_detectron/visualization.py). Without --output,
 windows are shown, which needs a display and an OpenCV built with GUI support.
 """
 
@@ -70,6 +71,11 @@ def get_parser():
     parser.add_argument(
         "--output",
         help="a file (one input) or a folder for the drawings; without it, windows are shown",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace drawings that exist already in --output (inputs are never replaced)",
     )
     parser.add_argument(
         "--confidence-threshold", type=float, default=0.5, help="minimum score to draw"
@@ -140,7 +146,7 @@ def open_video(args):
         raise ValueError(f"{name}: no frame could be decoded (not a video OpenCV reads)")
     writer = None
     if args.output:
-        out = output_paths([name], args.output, extension=".mp4")[0]
+        out = output_paths([name], args.output, ".mp4", args.overwrite)[0]
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         height, width = frame.shape[:2]
         fps = capture.get(cv2.CAP_PROP_FPS) or 25
@@ -186,7 +192,11 @@ def main(argv=None):
         cfg = setup_cfg(args)
         if args.input:
             paths = expand_inputs(args.input)
-            outputs = output_paths(paths, args.output) if args.output else [None] * len(paths)
+            outputs = (
+                output_paths(paths, args.output, overwrite=args.overwrite)
+                if args.output
+                else [None] * len(paths)
+            )
             run_images(VisualizationPredictor(cfg), paths, outputs, logger)
         else:
             video = open_video(args)
