@@ -20,9 +20,9 @@ from .engine.ema import load_ema_weights_if_enabled
 __all__ = ["VisualizationPredictor", "expand_inputs", "load_image", "output_paths"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# Pillow's modes for 16-bit grayscale ("I", 32-bit, is how some Pillow versions and
-# formats hand it over). Pillow's convert("RGB") clips them at 255: all white.
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# Pillow's modes for 16-bit grayscale. Pillow's convert("RGB") clips them at 255: all
+# white. 32-bit integer ("I") and float ("F") images have no fixed range.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 def expand_inputs(inputs: List[str]) -> List[str]:
@@ -155,12 +155,18 @@ def load_image(path: str) -> np.ndarray:
     Reads any image Pillow reads (grayscale, RGBA, palette, 16-bit, EXIF-rotated) as
     BGR uint8, ``(H, W, 3)``, as Detectron2's ``read_image(path, "BGR")`` does.
 
-    16-bit images keep their contrast: 0..65535 becomes 0..255 by the high byte, as
-    Pillow itself reads 16-bit RGB PNGs (where ``read_image`` would clip 16-bit
-    grayscale at 255, an all-white image).
+    Every bit depth keeps its contrast (where ``read_image`` would clip 16-bit grayscale
+    at 255, an all-white image, and draw a 0..1 float image black):
+
+    * 16-bit: 0..65535 becomes 0..255 by the high byte, as Pillow itself reads 16-bit
+      RGB PNGs;
+    * 32-bit integer: its own range, lowest to highest value, becomes 0..255;
+    * 32-bit float: 0..1 becomes 0..255 when all values lie there, else its own range
+      does; NaN and infinite pixels are drawn as 0.
 
     Raises:
-        ValueError: naming the file, when it is not a readable image.
+        ValueError: naming the file, when it is not a readable image, or a float image
+            holds no finite value.
     """
     try:
         with Image.open(path) as image:
@@ -168,9 +174,27 @@ def load_image(path: str) -> np.ndarray:
             if image.mode in _SIXTEEN_BIT_MODES:
                 gray = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
                 image = Image.fromarray(gray.astype(np.uint8))  # mode "L"
+            elif image.mode in ("I", "F"):
+                image = Image.fromarray(_deep_to_uint8(np.asarray(image), path))  # "L"
             return convert_PIL_to_numpy(image, "BGR")
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image ({e}); check or re-export the file") from e
+
+
+def _deep_to_uint8(values: np.ndarray, path: str) -> np.ndarray:
+    """A 32-bit integer or float grayscale ``(H, W)`` as uint8 (see :func:`load_image`)."""
+    is_float = values.dtype.kind == "f"
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError(f"{path}: a float image without one finite pixel (all NaN or inf)")
+    low, high = values[finite].min(), values[finite].max()
+    if is_float and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    else:
+        scaled = (values - low) * (255.0 / max(high - low, 1e-12))
+    scaled[~finite] = 0
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 class VisualizationPredictor:

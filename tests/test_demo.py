@@ -261,13 +261,33 @@ def test_16_bit_png_keeps_its_values(tmp_path, channels):
     assert image.min() == 0 and image.max() == 255
 
 
-def test_32_bit_integer_grayscale_is_read_as_16_bit(tmp_path):
-    gray = _gradient16().astype(np.int32)
+@pytest.mark.parametrize("scale, offset", [(1000, 0), (1, 0), (3, -40000)])
+def test_32_bit_integer_grayscale_spans_0_to_255(tmp_path, scale, offset):
+    # Values far beyond 16 bits, within them, and negative: never black, never white.
+    gray = _gradient16().astype(np.int64) * scale + offset
     path = str(tmp_path / "deep.tif")
-    Image.fromarray(gray).save(path)
+    Image.fromarray(gray.astype(np.int32)).save(path)
     assert Image.open(path).mode == "I"
-    expected = np.repeat((gray >> 8).astype(np.uint8)[:, :, None], 3, axis=-1)
-    np.testing.assert_array_equal(load_image(path), expected)
+    image = load_image(path)
+    assert image.min() == 0 and image.max() == 255
+    expected = np.rint((gray - gray.min()) * 255.0 / (gray.max() - gray.min()))
+    np.testing.assert_array_equal(image[:, :, 0], expected.astype(np.uint8))
+
+
+def test_float_images_map_0_to_1_or_their_range_and_refuse_all_nan(tmp_path):
+    unit = (_gradient16() / 65535.0).astype(np.float32)
+    Image.fromarray(unit).save(tmp_path / "unit.tif")
+    np.testing.assert_array_equal(
+        load_image(str(tmp_path / "unit.tif"))[:, :, 0], np.rint(unit * 255.0).astype(np.uint8)
+    )
+    wide = unit * 5000 - 100
+    wide[0, 0] = np.nan
+    Image.fromarray(wide).save(tmp_path / "wide.tif")
+    image = load_image(str(tmp_path / "wide.tif"))
+    assert image[0, 0, 0] == 0 and image.max() == 255
+    Image.fromarray(np.full((4, 4), np.nan, np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(ValueError, match="nan.tif: a float image without one finite pixel"):
+        load_image(str(tmp_path / "nan.tif"))
 
 
 def test_16_bit_png_follows_exif_orientation_as_read_image(tmp_path):
