@@ -746,3 +746,28 @@ def test_xml_flags_follow_the_object_order(synthetic_voc):
             assert annotation["truncated"] == int(obj.findtext("truncated"))
             flagged += annotation["difficult"] + annotation["truncated"]
     assert flagged > 0
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_an_exif_rotated_jpeg_loads_upright_as_training_reads_it(voc_copy, orientation):
+    from detectron2.data import detection_utils
+
+    name = voc_split_names(voc_copy, "val")[0]
+    jpeg = os.path.join(voc_copy, "JPEGImages", f"{name}.jpg")
+    before = load_voc_instances(voc_copy, "val")[0]
+    # The same pixels, with an EXIF tag that says how to show them.
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.open(jpeg).save(jpeg, exif=exif, quality=95)
+    record = load_voc_instances(voc_copy, "val")[0]
+    image = detection_utils.read_image(jpeg, "BGR")  # what training reads: upright
+    assert image.shape[:2] == (record["height"], record["width"])
+    detection_utils.check_image_size(record, image)  # training's SizeMismatchError check
+    turn = {3: 2, 6: -1, 8: 1}[orientation]  # counter-clockwise quarter turns
+    for old, new in zip(before["annotations"], record["annotations"]):
+        assert new["category_id"] == old["category_id"]
+        np.testing.assert_array_equal(_decode(new), np.rot90(_decode(old), turn))
+    instances = detection_utils.annotations_to_instances(
+        record["annotations"], image.shape[:2], mask_format="bitmask"
+    )
+    assert tuple(instances.gt_masks.tensor.shape[1:]) == image.shape[:2]

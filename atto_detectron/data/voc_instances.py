@@ -284,18 +284,44 @@ def _read_labels(files: _ImageFiles) -> Tuple[np.ndarray, np.ndarray, Optional[n
     return _read_label_png(files.instances), _read_label_png(files.classes), None
 
 
-def _jpeg_size(path: str) -> Tuple[int, int]:
-    """(width, height) of a JPEG, decoded (at 1/8 scale, which is cheap) to catch truncation."""
+# EXIF orientation -> the transpose that shows the image upright, as Pillow's
+# ImageOps.exif_transpose and Detectron2's read_image apply it.
+_EXIF_ORIENTATION = 0x0112
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _jpeg_size(path: str) -> Tuple[int, int, int]:
+    """
+    (width, height, EXIF orientation) of a JPEG as stored, decoded (at 1/8 scale, which
+    is cheap) to catch truncation; orientation 1 where the file has none.
+    """
     if not os.path.isfile(path):
         raise VOCDataError(f"Image {path} does not exist.")
     try:
         with Image.open(path) as image:
             size = image.size
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             image.load()
-            return size
+            return size[0], size[1], orientation
     except (OSError, SyntaxError, UnidentifiedImageError) as e:
         raise VOCDataError(f"{path} is not a readable image (truncated or corrupt?): {e}") from e
+
+
+def _upright(labels: np.ndarray, orientation: int) -> np.ndarray:
+    """Label pixels (in the stored JPEG's frame) turned as its EXIF orientation turns it."""
+    method = _EXIF_TRANSPOSE.get(orientation)
+    if method is None:
+        return labels
+    return np.asarray(Image.fromarray(labels).transpose(method))
 
 
 def _read_xml_objects(path: str) -> List[Dict]:
@@ -371,7 +397,7 @@ def _check_categories(
 
 
 def _load_record(files: _ImageFiles, image_id: int) -> Dict:
-    width, height = _jpeg_size(files.jpeg)
+    width, height, orientation = _jpeg_size(files.jpeg)
     instances, classes, categories = _read_labels(files)
     for path, labels in ((files.instances, instances), (files.classes, classes)):
         if labels.shape != (height, width):
@@ -379,6 +405,12 @@ def _load_record(files: _ImageFiles, image_id: int) -> Dict:
                 f"{path} is {labels.shape[1]}x{labels.shape[0]} but its image {files.jpeg} "
                 f"is {width}x{height} (width x height); labels must match their image."
             )
+    # Labels are drawn on the pixels as stored; Detectron2's read_image shows a JPEG with
+    # an EXIF orientation upright, so the labels turn with it and the record gives the
+    # upright size.
+    if orientation in _EXIF_TRANSPOSE:
+        instances, classes = _upright(instances, orientation), _upright(classes, orientation)
+        height, width = instances.shape
     xml_objects = _read_xml_objects(files.xml) if files.xml else None
 
     annotations = []
