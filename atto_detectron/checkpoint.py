@@ -17,6 +17,7 @@ __all__ = [
     "atomic_write",
     "last_checkpoint_file",
     "load_weights_file",
+    "unhealthy_tensors",
 ]
 
 LAST_CHECKPOINT = "last_checkpoint"
@@ -37,8 +38,9 @@ class AtomicCheckpointer(DetectionCheckpointer):
     * a checkpoint and the ``last_checkpoint`` tag are never seen half-written: local
       files are written to a temporary file and renamed into place (other URIs go
       through fvcore's PathManager);
-    * a checkpoint whose weights hold NaN or inf is not saved, so ``last_checkpoint``
-      always names a finite model;
+    * a checkpoint whose weights are not healthy (NaN, inf, or exploded: see
+      :func:`unhealthy_tensors`) is not saved, so ``last_checkpoint`` always names a
+      model that training can go on from;
     * ``.pth`` files and pycls ``.pyth`` files are loaded with
       ``torch.load(weights_only=True)``: a crafted file cannot run code (``.pkl`` files
       go through Detectron2's own reader, which unpickles: take those only from sources
@@ -53,13 +55,12 @@ class AtomicCheckpointer(DetectionCheckpointer):
         if not self.save_dir or not self.save_to_disk:
             return
         model_state = self.model.state_dict()
-        nonfinite = _nonfinite_tensors(model_state)
-        if nonfinite:
+        unhealthy = unhealthy_tensors(model_state, self._buffer_names())
+        if unhealthy:
             self.logger.error(
-                f"Not saving checkpoint {name}: the weights hold NaN/inf "
-                f"({', '.join(nonfinite[:3])}"
-                f"{', ...' if len(nonfinite) > 3 else ''}). The last checkpoint stays "
-                f"{self.get_checkpoint_file() or 'none'}."
+                f"Not saving checkpoint {name}: the weights are not healthy "
+                f"({'; '.join(unhealthy[:3])}{'; ...' if len(unhealthy) > 3 else ''}). The "
+                f"last checkpoint stays {self.get_checkpoint_file() or 'none'}."
             )
             return
         data = {"model": model_state}
@@ -87,6 +88,25 @@ class AtomicCheckpointer(DetectionCheckpointer):
     def get_checkpoint_file(self) -> str:
         """The checkpoint named by ``last_checkpoint`` (see :func:`last_checkpoint_file`)."""
         return last_checkpoint_file(self.save_dir, self.path_manager)
+
+    def newest_healthy_checkpoint(self) -> str:
+        """
+        The newest checkpoint of ``save_dir`` that can be read and whose weights are
+        healthy (:func:`unhealthy_tensors`); "" when there is none.
+        """
+        if not self.has_checkpoint():
+            return ""
+        for candidate in self.resume_candidates():
+            try:
+                model = self._torch_load(candidate).get("model", {})
+            except CheckpointError:
+                continue
+            if isinstance(model, dict) and not unhealthy_tensors(model, self._buffer_names()):
+                return candidate
+        return ""
+
+    def _buffer_names(self):
+        return {name for name, _ in self.model.named_buffers()}
 
     def _torch_load(self, f: str) -> Dict:
         return load_weights_file(f, self.path_manager)
@@ -263,12 +283,38 @@ def load_weights_file(path: str, path_manager=None) -> Dict:
         raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from e
 
 
-def _nonfinite_tensors(state: Dict) -> List[str]:
-    return [
-        name
-        for name, value in state.items()
-        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
-    ]
+# Largest healthy magnitudes. A trained detector's parameters stay near 1 and its BN
+# statistics near 10 (AttoNet-A on the generated data: 1.6 and 33); a learning rate that
+# makes training diverge first blows the parameters up (to 5e3 one step before the boxes
+# become infinite at SOLVER.BASE_LR 1000), which no run can continue from.
+MAX_HEALTHY_PARAMETER = 1e3
+MAX_HEALTHY_BUFFER = 1e6
+
+
+def unhealthy_tensors(state: Dict, buffers=None) -> List[str]:
+    """
+    The float tensors of a model state that are not healthy, each as "name: why": NaN or
+    inf anywhere, or an absolute value above MAX_HEALTHY_PARAMETER (parameters) or
+    MAX_HEALTHY_BUFFER (buffers such as BN running statistics).
+
+    Args:
+        state: a model ``state_dict``.
+        buffers: names of the buffers in ``state``; default: names with ``running_`` (BN
+            statistics).
+    """
+    found = []
+    for name, value in state.items():
+        if not (torch.is_tensor(value) and value.is_floating_point() and value.numel()):
+            continue
+        if not torch.isfinite(value).all():
+            found.append(f"{name}: NaN/inf")
+            continue
+        is_buffer = name in buffers if buffers is not None else "running_" in name
+        bound = MAX_HEALTHY_BUFFER if is_buffer else MAX_HEALTHY_PARAMETER
+        largest = value.abs().max().item()
+        if largest > bound:
+            found.append(f"{name}: |value| {largest:.3g} > {bound:g}")
+    return found
 
 
 def _checkpoint_order(basename: str):

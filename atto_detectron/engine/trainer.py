@@ -40,7 +40,7 @@ class TrainingDiverged(FloatingPointError):
 
     def __init__(self, iteration: int, cause: str, checkpointer=None, advice: str = ""):
         try:
-            last = checkpointer.get_checkpoint_file() if checkpointer is not None else ""
+            last = checkpointer.newest_healthy_checkpoint() if checkpointer is not None else ""
         except CheckpointError:
             last = ""
         super().__init__(
