@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "atomic_write",
+    "check_optimizer_matches",
     "last_checkpoint_file",
     "load_weights_file",
     "unhealthy_tensors",
@@ -144,19 +145,28 @@ class AtomicCheckpointer(DetectionCheckpointer):
             return self.load(path, checkpointables=[])
         return self._from_newest_readable(self._resume_from)
 
-    def check_resumable(self) -> str:
+    def check_resumable(self, optimizer=None) -> str:
         """
         What :meth:`resume_or_load` would resume from, checked without loading it into
         the model: the newest readable checkpoint of ``save_dir`` ("" without one).
 
+        Args:
+            optimizer: the optimizer the resumed run would build; its parameter groups
+                must hold as many parameters each as the checkpoint's optimizer state.
+
         Raises:
-            CheckpointMismatchError, CheckpointError: as :meth:`resume_or_load`.
+            CheckpointMismatchError, CheckpointError: as :meth:`resume_or_load`; also
+                when ``optimizer`` trains another set of parameters than the checkpoint.
         """
         if not self.has_checkpoint():
             return ""
 
         def check(candidate):
-            self.check_matches(self._torch_load(candidate).get("model", {}), candidate)
+            checkpoint = self._torch_load(candidate)
+            self.check_matches(checkpoint.get("model", {}), candidate)
+            saved = _saved_optimizer_state(checkpoint)
+            if optimizer is not None and saved is not None:
+                check_optimizer_matches(saved, optimizer, candidate)
             return candidate
 
         return self._from_newest_readable(check)
@@ -237,6 +247,39 @@ class AtomicCheckpointer(DetectionCheckpointer):
             f"this config: {'; '.join(lines)}. It was written by another run in the same "
             f"OUTPUT_DIR; give this config its own OUTPUT_DIR."
         )
+
+
+def _saved_optimizer_state(checkpoint: Dict):
+    # DefaultTrainer keeps the optimizer's state inside its own, under the SimpleTrainer
+    # it delegates to: checkpoint["trainer"]["_trainer"]["optimizer"].
+    for path in (("optimizer",), ("trainer", "optimizer"), ("trainer", "_trainer", "optimizer")):
+        node = checkpoint
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and "param_groups" in node:
+            return node
+    return None
+
+
+def check_optimizer_matches(saved: Dict, optimizer, checkpoint_path: str) -> None:
+    """
+    Raises CheckpointMismatchError, naming the checkpoint and the keys that decide it,
+    unless ``optimizer`` has as many parameter groups as the ``saved`` optimizer state,
+    each with as many parameters: otherwise the run that wrote it trained another set of
+    parameters, and loading its state would fail or pair momenta with the wrong weights.
+    """
+    saved_sizes = [len(group.get("params", [])) for group in saved.get("param_groups", [])]
+    sizes = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_sizes == sizes:
+        return
+    raise CheckpointMismatchError(
+        f"Cannot resume from {checkpoint_path}: it was trained with {sum(saved_sizes)} "
+        f"trainable parameter tensors in {len(saved_sizes)} optimizer groups, this config "
+        f"trains {sum(sizes)} in {len(sizes)}. MODEL.BACKBONE.FREEZE_AT (or another key "
+        f"that freezes layers, or SOLVER.*_NORM / WEIGHT_DECAY_* keys that split the groups) "
+        f"differs from the run that wrote it: resume with its config.yaml, or give this "
+        f"config its own OUTPUT_DIR."
+    )
 
 
 def last_checkpoint_file(save_dir: str, path_manager=PathManager) -> str:

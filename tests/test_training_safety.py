@@ -224,6 +224,24 @@ def test_resume_refuses_another_models_checkpoint(synthetic_voc, tmp_path):
     assert (tmp_path / "config.yaml").read_text() == config_yaml
 
 
+def test_resume_with_another_freeze_at_is_refused_before_anything_is_written(
+    synthetic_voc, tmp_path
+):
+    _train(_args(tmp_path, max_iter=2, period=1))  # FREEZE_AT 0: everything trains
+
+    def written():  # every file but the folder's lock, which each start takes
+        return {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "run.lock"}
+
+    before = written()
+    args = _args(tmp_path, "--resume", overrides=["MODEL.BACKBONE.FREEZE_AT", "2"])
+    with pytest.raises(CheckpointMismatchError) as error:
+        train_net.main(args)
+    message = str(error.value)
+    assert "MODEL.BACKBONE.FREEZE_AT" in message and "model_final.pth" in message
+    assert re.search(r"trained with \d+ trainable parameter tensors", message)
+    assert written() == before
+
+
 def test_eval_only_needs_weights_unless_allowed(tmp_path):
     with pytest.raises(OutputDirError, match="MODEL.WEIGHTS .*--allow-random-weights"):
         train_net.load_run_config(_args(tmp_path, "--eval-only"))

@@ -110,8 +110,11 @@ def check_output_dir(cfg, args):
         model_cfg = cfg.clone()
         model_cfg.defrost()
         model_cfg.MODEL.DEVICE = "cpu"
+        model = build_model(model_cfg)
         try:
-            AtomicCheckpointer(build_model(model_cfg), cfg.OUTPUT_DIR).check_resumable()
+            AtomicCheckpointer(model, cfg.OUTPUT_DIR).check_resumable(
+                AttoTrainer.build_optimizer(model_cfg, model)
+            )
         except CheckpointMismatchError as e:
             raise CheckpointMismatchError(f"--resume with {args.config_file}: {e}") from None
 
