@@ -10,7 +10,13 @@ import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-__all__ = ["add_attonet_config", "add_model_ema_config", "load_config", "use_cpu_norms"]
+__all__ = [
+    "add_attonet_config",
+    "add_model_ema_config",
+    "cpu_norm_notes",
+    "load_config",
+    "use_cpu_norms",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +121,21 @@ def load_config(
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def cpu_norm_notes(cfg) -> list:
+    """
+    One line for each ``NORM`` key under ``cfg.MODEL`` that is ``naiveSyncBN`` on CPU
+    (what :func:`use_cpu_norms` makes of SyncBN), for a run's log.
+    """
+    if cfg.MODEL.DEVICE != "cpu":
+        return []
+    return [
+        f"{path}.NORM is naiveSyncBN: on CPU, SyncBN runs as Detectron2's naiveSyncBN (the "
+        f"same statistics, all-reduced over Gloo; PyTorch's SyncBatchNorm needs GPUs)."
+        for path, node in _config_nodes(cfg.MODEL, "MODEL")
+        if node.get("NORM") == "naiveSyncBN"
+    ]
 
 
 def use_cpu_norms(cfg):

@@ -553,6 +553,14 @@ def test_syncbn_becomes_naive_syncbn_on_cpu_with_a_log_line(caplog):
     assert load_config(path, ["MODEL.ATTONET.NORM", "GN"], device="cpu").MODEL.ATTONET.NORM == "GN"
 
 
+@pytest.mark.slow
+def test_the_syncbn_mapping_is_in_the_runs_log_txt(synthetic_voc, tmp_path):
+    config = os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")
+    train_net.main(_args(tmp_path / "run", config=config, max_iter=1, period=1))
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "MODEL.ATTONET.NORM is naiveSyncBN: on CPU, SyncBN runs as" in log
+
+
 def _voc_configs_worker(output_dir, voc_root):
     register_synthetic_voc(voc_root)
     from detectron2.utils import comm

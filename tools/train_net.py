@@ -28,6 +28,7 @@ import time
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.modeling import build_model
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import atto_detectron  # noqa: F401  (registers backbones and datasets)
 from atto_detectron.checkpoint import (
@@ -36,7 +37,7 @@ from atto_detectron.checkpoint import (
     CheckpointMismatchError,
     last_checkpoint_file,
 )
-from atto_detectron.config import load_config
+from atto_detectron.config import cpu_norm_notes, load_config
 from atto_detectron.data import VOCDataError
 from atto_detectron.engine import (
     AttoTrainer,
@@ -162,6 +163,10 @@ def main(args):
     cfg = load_run_config(args)
     with claim_output_dir(cfg, args):
         default_setup(cfg, args)
+        # This project's messages go to log.txt too, beside Detectron2's.
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="atto_detectron")
+        for note in cpu_norm_notes(cfg):
+            logger.info(note)
         if args.eval_only:
             model = AttoTrainer.build_model(cfg)
             checkpoint = AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
