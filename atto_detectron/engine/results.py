@@ -9,6 +9,7 @@ from detectron2.config import CfgNode
 
 from ..analysis.detection import detection_complexity
 from ..analysis.formatting import format_number
+from ..checkpoint import atomic_write
 
 __all__ = ["summarize_ap", "eval_image_size", "write_results", "format_summary"]
 
@@ -72,8 +73,8 @@ def write_results(
     }
     path = path or os.path.join(cfg.OUTPUT_DIR, "results.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(_jsonable(record), f, indent=2)
+    # Never seen half-written: tools that wait for results.json read it as it appears.
+    atomic_write(path, lambda f: json.dump(_jsonable(record), f, indent=2))
     return record
 
 
