@@ -14,6 +14,7 @@ __all__ = [
     "AtomicCheckpointer",
     "CheckpointError",
     "CheckpointMismatchError",
+    "CheckpointWriteError",
     "atomic_write",
     "check_optimizer_matches",
     "last_checkpoint_file",
@@ -30,6 +31,10 @@ class CheckpointError(RuntimeError):
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint to resume from whose parameters do not fit the model being trained."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that cannot be written (disk full, permissions), named in the error."""
 
 
 class AtomicCheckpointer(DetectionCheckpointer):
@@ -72,8 +77,17 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        self._write(save_file, lambda f: torch.save(data, f), mode="wb")
-        self.tag_last_checkpoint(basename)
+        try:
+            self._write(save_file, lambda f: torch.save(data, f), mode="wb")
+            self.tag_last_checkpoint(basename)
+        except OSError as e:
+            # Disk full, quota, permissions: the temporary file is gone, the last
+            # checkpoint is untouched.
+            raise CheckpointWriteError(
+                f"Cannot write checkpoint {save_file}: {e.strerror or e}. Free space (or fix "
+                f"the folder's permissions), then run again with --resume: it continues "
+                f"from {self.get_checkpoint_file() or 'the start'}."
+            ) from e
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         save_file = os.path.join(self.save_dir, LAST_CHECKPOINT)

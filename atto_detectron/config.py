@@ -1,7 +1,9 @@
 """Config keys of the AttoNet backbones, and the one way this project loads a config."""
 
+import difflib
 import logging
 import os
+import re
 from typing import Optional, Sequence
 
 import torch
@@ -11,6 +13,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 __all__ = [
+    "ConfigError",
     "add_attonet_config",
     "add_model_ema_config",
     "cpu_norm_notes",
@@ -77,6 +80,49 @@ def add_model_ema_config(cfg):
     return cfg
 
 
+class ConfigError(ValueError):
+    """A config file or override that cannot be used, named in the message with the fix."""
+
+
+def _all_keys(node, prefix=""):
+    for key, value in node.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, CN):
+            yield from _all_keys(value, full + ".")
+        else:
+            yield full
+
+
+def _unknown_key_error(cfg, key: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return ConfigError(
+        f"{source}: {key} is not a config key of Detectron2 or atto_detectron.{hint} Check "
+        f"the spelling; a project's own keys need its add_*_config call before loading."
+    )
+
+
+def _merge_error(cfg, error: Exception, source: str) -> Optional[ConfigError]:
+    """A one-line ConfigError for yacs' unknown-key and type-mismatch errors, else None."""
+    text = str(error.args[0] if error.args else error)
+    unknown = re.match(r"Non-existent (?:config )?key: (\S+)", text)
+    if unknown:
+        return _unknown_key_error(cfg, unknown.group(1), source)
+    mismatch = re.match(
+        r"Type mismatch \((.+?) vs\. (.+?)\) with values \((.*) vs\. (.*)\) for config key: (\S+)",
+        text,
+        re.DOTALL,
+    )
+    if mismatch:
+        wanted, given, _, value, key = mismatch.groups()
+        example = f" (e.g. {value}.0)" if "float" in wanted and "int" in given else ""
+        return ConfigError(
+            f"{source}: {key} takes a {wanted.split(chr(39))[1]}, not the "
+            f"{given.split(chr(39))[1]} {value}: write it as one{example}."
+        )
+    return None
+
+
 def load_config(
     config_file: str, opts: Sequence[str] = (), device: Optional[str] = None, freeze: bool = False
 ):
@@ -96,21 +142,37 @@ def load_config(
 
     Raises:
         FileNotFoundError: the config file does not exist.
-        ValueError: the yaml holds a Python tag, naming the file.
+        ConfigError (a ValueError): naming the file or override and the fix, for a yaml
+            with a Python tag, a file that is not YAML (a LazyConfig ``.py``), an unknown
+            key (with the closest known ones) or a value of the wrong type.
     """
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"Config file {config_file!r} does not exist.")
+    if config_file.endswith(".py"):
+        raise ConfigError(
+            f"{config_file} is a LazyConfig (Python); this reads yacs .yaml configs. Train "
+            f"LazyConfigs with Detectron2's tools/lazyconfig_train_net.py (docs/TRAINING.md)."
+        )
     cfg = get_cfg()
     add_attonet_config(cfg)
     try:
         cfg.merge_from_file(config_file, allow_unsafe=False)
     except yaml.constructor.ConstructorError as e:
-        raise ValueError(
+        raise ConfigError(
             f"{config_file} (or one of its _BASE_ files) uses a YAML tag that would run "
             f"Python code ({e.problem} {e.problem_mark}). Configs are read with "
             f"yaml.safe_load: write the value as plain YAML."
         ) from e
-    cfg.merge_from_list(list(opts))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{config_file} (or one of its _BASE_ files) is not valid YAML: {e}")
+    except (KeyError, ValueError, AssertionError) as e:
+        raise _merge_error(cfg, e, config_file) or e
+    if len(opts) % 2:
+        raise ConfigError(f"the overrides must be KEY VALUE pairs; {list(opts)[-1]!r} has no value")
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as e:
+        raise _merge_error(cfg, e, "override") or e
     if device is not None:
         cfg.MODEL.DEVICE = device
     elif cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():

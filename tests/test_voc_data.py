@@ -733,6 +733,17 @@ def test_utf8_bom_is_not_part_of_the_first_name(voc_copy):
     assert [r["image_name"] for r in load_voc_instances(voc_copy, "val")] == names
 
 
+def test_a_utf16_split_file_is_read_and_other_encodings_are_named(voc_copy):
+    names = voc_split_names(voc_copy, "val")
+    with open(_split_path(voc_copy, "val"), "w", encoding="utf-16") as f:  # with its BOM
+        f.write("\r\n".join(names) + "\r\n")
+    assert [r["image_name"] for r in load_voc_instances(voc_copy, "val")] == names
+    with open(_split_path(voc_copy, "val"), "wb") as f:
+        f.write("\n".join(names).encode("latin-1") + b"\xe9\xff\n")
+    with pytest.raises(VOCDataError, match=r"val\.txt is not UTF-8 text .*save it as UTF-8"):
+        load_voc_instances(voc_copy, "val")
+
+
 def test_xml_flags_follow_the_object_order(synthetic_voc):
     records = load_voc_instances(synthetic_voc, "train")
     flagged = 0

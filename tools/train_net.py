@@ -20,11 +20,16 @@ writes into OUTPUT_DIR/eval_<weights> when OUTPUT_DIR holds a training run.
 """
 
 import contextlib
+import difflib
 import logging
 import os
+import re
 import sys
 import time
 
+from torch.multiprocessing import ProcessRaisedException
+
+from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.modeling import build_model
 from detectron2.utils import comm
@@ -36,8 +41,9 @@ from atto_detectron.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
     last_checkpoint_file,
+    load_weights_file,
 )
-from atto_detectron.config import cpu_norm_notes, load_config
+from atto_detectron.config import ConfigError, cpu_norm_notes, load_config
 from atto_detectron.data import VOCDataError
 from atto_detectron.engine import (
     AttoTrainer,
@@ -59,6 +65,7 @@ logger = logging.getLogger("atto_detectron")
 USER_ERRORS = (
     CheckpointError,
     CheckpointMismatchError,
+    ConfigError,
     FileNotFoundError,
     OutputDirError,
     TrainingDiverged,
@@ -69,10 +76,26 @@ USER_ERRORS = (
 def load_run_config(args):
     """The config of this run (frozen): the file, the overrides, and its OUTPUT_DIR."""
     cfg = load_config(args.config_file, args.opts)
+    check_dataset_names(cfg)
     if args.eval_only:
         _choose_eval_weights_and_folder(cfg, args)
     cfg.freeze()
     return cfg
+
+
+def check_dataset_names(cfg):
+    """Raises ConfigError naming the key and the closest registered names for a typo."""
+    registered = DatasetCatalog.list()
+    keys = [("DATASETS.TRAIN", cfg.DATASETS.TRAIN), ("DATASETS.TEST", cfg.DATASETS.TEST)]
+    for key, names in keys:
+        for name in names:
+            if name not in registered:
+                close = difflib.get_close_matches(name, registered, n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                raise ConfigError(
+                    f"{key}: no dataset {name!r} is registered{hint} `import atto_detectron` "
+                    f"registers the VOC and generated ones (docs/DATA.md)."
+                )
 
 
 def _choose_eval_weights_and_folder(cfg, args):
@@ -81,6 +104,12 @@ def _choose_eval_weights_and_folder(cfg, args):
         # --eval-only --resume: the last checkpoint of OUTPUT_DIR.
         cfg.MODEL.WEIGHTS = last_checkpoint_file(cfg.OUTPUT_DIR)
     if not cfg.MODEL.WEIGHTS and not args.allow_random_weights:
+        if args.resume:
+            raise OutputDirError(
+                f"--eval-only --resume: OUTPUT_DIR {cfg.OUTPUT_DIR} holds no checkpoint "
+                f"(no last_checkpoint file). Give the run's folder as OUTPUT_DIR, or its "
+                f"weights as MODEL.WEIGHTS <model_final.pth>."
+            )
         raise OutputDirError(
             "--eval-only without weights would evaluate a randomly initialised model. Give "
             "MODEL.WEIGHTS <model_final.pth>, or --resume to evaluate the last checkpoint of "
@@ -112,12 +141,20 @@ def check_output_dir(cfg, args):
         model_cfg.defrost()
         model_cfg.MODEL.DEVICE = "cpu"
         model = build_model(model_cfg)
+        checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR)
         try:
-            AtomicCheckpointer(model, cfg.OUTPUT_DIR).check_resumable(
+            resume_from = checkpointer.check_resumable(
                 AttoTrainer.build_optimizer(model_cfg, model)
             )
         except CheckpointMismatchError as e:
             raise CheckpointMismatchError(f"--resume with {args.config_file}: {e}") from None
+        iteration = load_weights_file(resume_from).get("iteration", -1) if resume_from else -1
+        if iteration + 1 > cfg.SOLVER.MAX_ITER:
+            raise ConfigError(
+                f"--resume: {resume_from} is at iteration {iteration + 1}, past SOLVER.MAX_ITER "
+                f"{cfg.SOLVER.MAX_ITER}, so nothing would train. Raise SOLVER.MAX_ITER to go "
+                f"on, or evaluate it with --eval-only --resume."
+            )
 
 
 @contextlib.contextmanager
@@ -209,7 +246,14 @@ def get_parser():
 
 
 def parse_args(argv=None):
-    return parse_args_any_order(get_parser(), argv)
+    parser = get_parser()
+    args = parse_args_any_order(parser, argv)
+    if args.num_gpus < 1 or args.num_machines < 1:
+        parser.error(
+            f"--num-gpus {args.num_gpus} --num-machines {args.num_machines}: each must be 1 "
+            f"or more (processes per machine, machines)"
+        )
+    return args
 
 
 def dist_url_for(args) -> str:
@@ -236,13 +280,36 @@ def run(args):
 
 
 def cli(argv=None):
-    """The command line: errors that say what to do are one line on stderr, exit code 1."""
+    """
+    The command line: errors that say what to do are one line on stderr, exit code 1, in
+    one process and from the processes of --num-gpus alike.
+    """
     args = parse_args(argv)
     print("Command Line Args:", args)
     try:
         run(args)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
+    except ProcessRaisedException as e:
+        message = user_error_of_process(str(e))
+        if message is None:
+            raise
+        sys.exit(f"error: {message}")
+
+
+def user_error_of_process(traceback_text: str):
+    """
+    The message of a USER_ERRORS exception that ended a training process, from the
+    traceback text torch.multiprocessing passes to the launching process; None for
+    other errors.
+    """
+    names = {cls.__name__ for cls in USER_ERRORS}
+    lines = traceback_text.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        match = re.match(r"^([\w.]+): (.*)$", lines[index])
+        if match and match.group(1).rsplit(".", 1)[-1] in names:
+            return " ".join([match.group(2)] + [line.strip() for line in lines[index + 1 :]])
+    return None
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ Split files list one image name per line (a UTF-8 BOM is ignored); an image list
 is loaded once, with a warning.
 """
 
+import codecs
 import collections
 import hashlib
 import logging
@@ -101,10 +102,19 @@ def _read_list(path: str, warn: bool = True) -> List[str]:
     The image names of a split file (first word of each non-blank line), each once, in
     the order of their first occurrence; ``warn``: log the duplicates.
     """
-    # utf-8-sig: lists saved by Windows editors start with a BOM, which would otherwise
-    # become part of the first name.
-    with open(path, encoding="utf-8-sig") as f:
-        names = [line.split()[0] for line in f if line.strip()]
+    with open(path, "rb") as f:
+        raw = f.read()
+    # Lists saved by Windows editors start with a byte-order mark (UTF-8's would otherwise
+    # become part of the first name), or are UTF-16 altogether.
+    encoding = "utf-16" if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise VOCDataError(
+            f"Split file {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+            f"UTF-8 with one image name per line."
+        ) from None
+    names = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not names:
         raise VOCDataError(
             f"Split file {path} is empty: it lists no image name. It should hold one name "

@@ -40,9 +40,15 @@ def exclusive_output_dir(output_dir: str):
         return
     import fcntl
 
-    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, LOCK_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputDirError(
+            f"OUTPUT_DIR {output_dir} cannot be used as the run's folder ({e.strerror}: "
+            f"{e.filename}). Give OUTPUT_DIR a folder this user can write, that is not a file."
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
