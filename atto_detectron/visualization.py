@@ -2,6 +2,7 @@
 
 import collections
 import glob
+import logging
 import os
 from typing import List
 
@@ -18,6 +19,8 @@ from .checkpoint import AtomicCheckpointer
 from .engine.ema import load_ema_weights_if_enabled
 
 __all__ = ["VisualizationPredictor", "expand_inputs", "load_image", "output_paths"]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Pillow's modes for 16-bit grayscale. Pillow's convert("RGB") clips them at 255: all
@@ -193,6 +196,8 @@ def _deep_to_uint8(values: np.ndarray, path: str) -> np.ndarray:
         scaled = values * 255.0
     else:
         scaled = (values - low) * (255.0 / max(high - low, 1e-12))
+    if not finite.all():
+        logger.warning(f"{path}: {(~finite).sum()} NaN or infinite pixels, drawn as 0")
     scaled[~finite] = 0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 

@@ -81,6 +81,16 @@ def test_parse_accuracies():
         parse_accuracies("Q=50")
     with pytest.raises(ValueError, match="percent"):
         parse_accuracies("A=high")
+    with pytest.raises(ValueError, match="'A=150': top-1 is in percent, 0 to 100"):
+        parse_accuracies("A=150")
+
+
+def test_an_image_size_too_small_to_run_is_refused(capsys):
+    from .conftest import load_tool
+
+    with pytest.raises(SystemExit):
+        load_tool("analyze_complexity").main(["--image-size", "0", "0"])
+    assert "--image-size 0 0: H and W are >= 32" in capsys.readouterr().err
 
 
 @pytest.mark.slow

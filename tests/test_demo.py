@@ -562,3 +562,29 @@ def test_the_demo_refuses_to_replace_an_existing_drawing_before_the_model(tmp_pa
         _run("--input", str(tmp_path / "in" / "*.jpg"), "--output", str(tmp_path / "in"))
     assert "q.png exists already" in str(e.value) and "--overwrite" in str(e.value)
     assert existing.read_bytes() == b"the user's file" and image.exists()
+
+
+def test_a_corrupt_image_among_good_ones_stops_before_the_model_and_any_drawing(
+    tmp_path, no_model
+):
+    (tmp_path / "in").mkdir()
+    _image(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    _image(tmp_path / "in" / "c.png")
+    with pytest.raises(SystemExit) as e:
+        _run("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    assert "b.jpg" in str(e.value) and "nothing was drawn" in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_weights_are_one_line(tmp_path):
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": {"w": torch.zeros(1000)}}, weights)
+    weights.write_bytes(weights.read_bytes()[:200])
+    image = _image(tmp_path / "x.png")
+    with pytest.raises(SystemExit) as e:
+        demo.main(
+            ["--config-file", CONFIG, "--input", str(image), "--output", str(tmp_path / "o.png")]
+            + ["--opts", *OPTS, "MODEL.WEIGHTS", str(weights)]
+        )
+    assert str(e.value).startswith("error: ") and "model_final.pth cannot be read" in str(e.value)

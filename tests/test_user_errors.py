@@ -154,3 +154,19 @@ def test_a_config_mistake_in_two_processes_is_one_line_too(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: override: SOLVER.BASE_LRR is not a config key"), last
+
+
+def test_an_unknown_variant_names_its_key(capsys, synthetic_voc, tmp_path):
+    message = _cli_error(
+        capsys,
+        "MODEL.ATTONET.VARIANT",
+        "Z",
+        "DATASETS.TRAIN",
+        f"('{SYNTH_DATASETS['train']}',)",
+        "DATASETS.TEST",
+        f"('{SYNTH_DATASETS['val']}',)",
+        "OUTPUT_DIR",
+        str(tmp_path),
+    )
+    assert message.startswith("error: MODEL.ATTONET.VARIANT: ") and "'Z'" in message
+    assert "OUT_FEATURES" not in message

@@ -82,7 +82,10 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if min(args.image_size) < 32:
+        parser.error(f"--image-size {' '.join(map(str, args.image_size))}: H and W are >= 32")
     logging.basicConfig(level=logging.WARNING)
     # Raised inside Detectron2's anchor generator while tracing; harmless.
     warnings.filterwarnings("ignore", message="torch.meshgrid")

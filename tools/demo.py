@@ -26,6 +26,7 @@ import tqdm
 from detectron2.utils.logger import setup_logger
 
 import atto_detectron  # noqa: F401  (registers backbones and datasets)
+from atto_detectron.checkpoint import CheckpointError
 from atto_detectron.config import load_config
 from atto_detectron.engine import parse_args_any_order
 from atto_detectron.visualization import (
@@ -105,6 +106,24 @@ def check_display():
     else:
         return
     raise ValueError(f"cannot show windows: {reason}; use --output to write the drawings")
+
+
+def check_images(paths):
+    """
+    Reads every input image once, before the model is built and anything is drawn.
+
+    Raises:
+        ValueError: naming the first unreadable image, and how many are.
+    """
+    bad = []
+    for path in tqdm.tqdm(paths, desc="checking inputs", disable=len(paths) < 50):
+        try:
+            load_image(path)
+        except ValueError as e:
+            bad.append(str(e))
+    if bad:
+        more = f" ({len(bad) - 1} more unreadable inputs)" if len(bad) > 1 else ""
+        raise ValueError(f"{bad[0]}{more}; nothing was drawn")
 
 
 def run_images(demo, paths, outputs, logger):
@@ -192,6 +211,7 @@ def main(argv=None):
         cfg = setup_cfg(args)
         if args.input:
             paths = expand_inputs(args.input)
+            check_images(paths)
             outputs = (
                 output_paths(paths, args.output, overwrite=args.overwrite)
                 if args.output
@@ -201,7 +221,7 @@ def main(argv=None):
         else:
             video = open_video(args)
             run_video(VisualizationPredictor(cfg), *video)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -40,6 +40,8 @@ def parse_accuracies(text: str) -> Dict[str, float]:
             accuracies[name] = float(value)
         except ValueError:
             raise ValueError(f"--accuracy: {item!r}: top-1 must be a number in percent") from None
+        if not 0 <= accuracies[name] <= 100:
+            raise ValueError(f"--accuracy: {item!r}: top-1 is in percent, 0 to 100")
     return accuracies
 
 

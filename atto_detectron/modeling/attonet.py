@@ -9,6 +9,7 @@ from torch import nn
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 
+from ..config import ConfigError
 from .attonet_spec import IDENTITY, STAGE_NAMES, AttoModuleSpec, AttoNetSpec, get_attonet_spec
 from .staged_backbone import StagedBackbone
 
@@ -190,10 +191,15 @@ def build_attonet_backbone(cfg, input_shape: ShapeSpec) -> AttoNet:
     freeze_at    = cfg.MODEL.BACKBONE.FREEZE_AT
     # fmt: on
     try:
-        model = AttoNet(variant, input_shape.channels, out_features=out_features, norm=norm)
+        spec = get_attonet_spec(variant)
     except ValueError as e:
-        raise ValueError(f"MODEL.ATTONET.OUT_FEATURES: {e}") from e
+        key = "MODEL.ATTONET.SPEC" if cfg.MODEL.ATTONET.SPEC else "MODEL.ATTONET.VARIANT"
+        raise ConfigError(f"{key}: {e}") from e
+    try:
+        model = AttoNet(spec, input_shape.channels, out_features=out_features, norm=norm)
+    except ValueError as e:
+        raise ConfigError(f"MODEL.ATTONET.OUT_FEATURES: {e}") from e
     try:
         return model.freeze(freeze_at)
     except ValueError as e:
-        raise ValueError(f"MODEL.BACKBONE.FREEZE_AT: {e}") from e
+        raise ConfigError(f"MODEL.BACKBONE.FREEZE_AT: {e}") from e
