@@ -564,9 +564,7 @@ def test_the_demo_refuses_to_replace_an_existing_drawing_before_the_model(tmp_pa
     assert existing.read_bytes() == b"the user's file" and image.exists()
 
 
-def test_a_corrupt_image_among_good_ones_stops_before_the_model_and_any_drawing(
-    tmp_path, no_model
-):
+def test_a_corrupt_image_among_good_ones_stops_before_the_model_and_any_drawing(tmp_path, no_model):
     (tmp_path / "in").mkdir()
     _image(tmp_path / "in" / "a.png")
     (tmp_path / "in" / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")

@@ -22,6 +22,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from atto_detectron.data import (
     VOC_CLASS_NAMES,
+    VOC_VOID,
     VOCDataError,
     load_voc_instances,
     register_voc_instances,
@@ -144,6 +145,28 @@ def test_images_without_instances_are_kept_for_evaluation_only(voc_copy, registe
     for_training = get_detection_dataset_dicts([dataset], filter_empty=True)
     assert name not in [r["image_name"] for r in for_training]
     assert len(for_training) == sum(1 for r in everything if r["annotations"])
+
+
+def test_a_training_split_of_only_empty_or_void_images_is_named(voc_copy, registered):
+    from atto_detectron.config import load_config
+    from atto_detectron.data.train_loader import build_resumable_train_loader
+
+    names = voc_split_names(voc_copy, "train")[:2]
+    with open(_split_path(voc_copy, "train"), "w") as f:
+        f.write("\n".join(names) + "\n")
+    for name in names:  # all void: nothing to train on
+        for folder in ("SegmentationObject", "SegmentationClass"):
+            path = os.path.join(voc_copy, folder, name + ".png")
+            void = Image.fromarray(np.full_like(_png(path), VOC_VOID), mode="P")
+            void.putpalette(voc_palette().flatten().tolist())
+            void.save(path)
+    dataset = registered("voc_test_all_void", voc_copy, "train")
+    cfg = load_config(
+        os.path.join(REPO_ROOT, "configs", "synth", "atto_maskrcnn_synth.yaml"),
+        ["DATASETS.TRAIN", f"('{dataset}',)"],
+    )
+    with pytest.raises(VOCDataError, match="voc_test_all_void: no image has an object"):
+        build_resumable_train_loader(cfg, seed=0)
 
 
 # ---------------------------------------------------------------------------------------

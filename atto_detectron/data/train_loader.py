@@ -30,7 +30,8 @@ from detectron2.data import DatasetFromList, DatasetMapper, get_detection_datase
 from detectron2.data.build import trivial_batch_collator
 from detectron2.utils import comm
 
-from ..engine.seeding import SAMPLE, derived_seed, seeded_generators
+from ..utils.seeding import SAMPLE, derived_seed, seeded_generators
+from .voc_instances import VOCDataError
 
 __all__ = ["IterationBatchSampler", "ResumableTrainLoader", "build_resumable_train_loader"]
 
@@ -213,14 +214,24 @@ def build_resumable_train_loader(cfg, seed: int, mapper=None) -> ResumableTrainL
             f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r}: the resumable loader "
             f"draws images as TrainingSampler does."
         )
-    dataset = get_detection_dataset_dicts(
-        cfg.DATASETS.TRAIN,
-        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-        min_keypoints=(
-            cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0
-        ),
-        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
-    )
+    try:
+        dataset = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN,
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=(
+                cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0
+            ),
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+        )
+    except AssertionError as e:
+        if not str(e).startswith("No valid data found"):
+            raise
+        raise VOCDataError(
+            f"DATASETS.TRAIN {', '.join(cfg.DATASETS.TRAIN)}: no image has an object to train "
+            f"on (images with only background or void labels are left out, "
+            f"DATALOADER.FILTER_EMPTY_ANNOTATIONS). Check its SegmentationObject PNGs, or "
+            f"train on a split with labelled objects."
+        ) from None
     return ResumableTrainLoader(
         dataset,
         mapper if mapper is not None else DatasetMapper(cfg, True),

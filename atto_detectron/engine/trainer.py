@@ -21,9 +21,9 @@ from detectron2.utils import comm
 
 from ..checkpoint import AtomicCheckpointer, CheckpointError
 from ..data.train_loader import ResumableTrainLoader, build_resumable_train_loader
+from ..utils.seeding import STEP, derived_seed, seed_all_generators
 from .ema import CHECKPOINT_KEY as EMA_CHECKPOINT_KEY
 from .ema import ModelEMA
-from .seeding import STEP, derived_seed, seed_all_generators
 
 __all__ = ["AttoTrainer", "StopOnDivergence", "TrainingDiverged", "training_seed"]
 
