@@ -24,6 +24,7 @@ from atto_detectron.design import (
     inherit_weights,
     uniform_prototype,
 )
+from atto_detectron.engine import AttoTrainer
 
 from .conftest import CONFIGS, SYNTH_DATASETS
 from .helpers import assert_close_to_scale
@@ -122,7 +123,7 @@ def test_candidate_config_scales_the_schedule():
 
 
 @pytest.mark.slow
-def test_detection_search_smoke(synthetic_voc, tmp_path):
+def test_detection_search_smoke(synthetic_voc, tmp_path, monkeypatch):
     config = DetectionSearchConfig(
         SYNTH_CONFIG,
         opts=(
@@ -147,6 +148,14 @@ def test_detection_search_smoke(synthetic_voc, tmp_path):
         finetune_iters=1,
     )
     output = str(tmp_path / "search")
+    evaluations = []
+    evaluate_once = AttoTrainer.test.__func__
+
+    def counted(cls, cfg, model, evaluators=None):
+        evaluations.append(cfg.OUTPUT_DIR)
+        return evaluate_once(cls, cfg, model, evaluators)
+
+    monkeypatch.setattr(AttoTrainer, "test", classmethod(counted))
     explorer = DesignExplorer(
         DetectionEvaluator(config),
         uniform_prototype(16),
@@ -156,6 +165,8 @@ def test_detection_search_smoke(synthetic_voc, tmp_path):
     )
     state = explorer.run(SearchBudget(candidates=1), progress=False)
     prototype, candidate = state.candidates
+    # One evaluation per candidate: the trainer's own, after its last iteration.
+    assert len(evaluations) == len(set(evaluations)) == 2
     assert candidate.parent == 0 and candidate.schedule == "finetune"
     for record in (prototype, candidate):
         figures = record.figures

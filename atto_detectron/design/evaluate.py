@@ -392,8 +392,8 @@ class DetectionEvaluator(CandidateEvaluator):
                 initialize(trainer.model)
             trainer.train()
             model = trainer.model
-            # DefaultTrainer's EvalHook evaluates once after the last iteration.
-            results = getattr(trainer, "_last_eval_results", None)
+            # The trainer's EvalHook evaluates once after the last iteration.
+            results = trainer.eval_results
             if results is None:
                 results = AttoTrainer.test(cfg, model)
             ap50 = float(results["bbox"]["AP50"])
