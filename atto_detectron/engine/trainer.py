@@ -1,23 +1,26 @@
 """Detectron2's DefaultTrainer, adapted: CPU multi-process, exact resume, divergence stop."""
 
-import contextlib
-import functools
 import json
 import logging
 import os
 import time
 import weakref
 from typing import Optional
-from unittest import mock
 
 import torch
 
-from detectron2.engine import DefaultTrainer, HookBase
-from detectron2.engine import defaults as d2_defaults
-from detectron2.engine.defaults import create_ddp_model
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    HookBase,
+    SimpleTrainer,
+    TrainerBase,
+    create_ddp_model,
+)
 from detectron2.engine.hooks import EvalHook, LRScheduler, PeriodicWriter
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import AtomicCheckpointer, CheckpointError
 from ..data.train_loader import ResumableTrainLoader, build_resumable_train_loader
@@ -150,11 +153,33 @@ class AttoTrainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
+        # DefaultTrainer.__init__, step by step through Detectron2's public API, but for
+        # the DistributedDataParallel wrapper: Detectron2's create_ddp_model passes
+        # device_ids=[local_rank], which DDP rejects for a model on CPU (detectron2#5146);
+        # CPU processes (Gloo) need device_ids=None.
+        TrainerBase.__init__(self)
         self.eval_results = None  # the last evaluation's, see build_hooks
         self.eval_seconds = 0.0  # time spent evaluating, all evaluations together
         self.ema = None  # the weight average (MODEL_EMA), made in build_hooks
-        with _ddp_on_cpu_without_device_ids(cfg):
-            super().__init__(cfg)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cpu = not cfg.MODEL.DEVICE.startswith("cuda")
+        model = create_ddp_model(
+            model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {})
+        )
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
         self.seed = getattr(self.data_loader, "seed", None)
         if self.seed is None:
             self.seed = training_seed(cfg)
@@ -180,14 +205,11 @@ class AttoTrainer(DefaultTrainer):
         made anew from public constructors: the evaluation keeps its results in
         :attr:`eval_results`, and short runs (CPU, tests) write metrics more often than
         Detectron2's every 20 iterations. The checkpointer, which the periodic
-        checkpointer saves with, is replaced by :class:`AtomicCheckpointer` here. With
+        checkpointer saves with, is the :class:`AtomicCheckpointer` of ``__init__``. With
         ``MODEL_EMA.ENABLED``, :class:`ModelEMA` follows the LR scheduler, so that the
         average is updated before a checkpoint is written or an evaluation runs, and it
         is saved in every checkpoint.
         """
-        self.checkpointer = AtomicCheckpointer(
-            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
         if self.cfg.MODEL_EMA.ENABLED:
             self.ema = ModelEMA(self.model, self.cfg.MODEL_EMA.DECAY)
             self.checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, self.ema)
@@ -252,22 +274,6 @@ class AttoTrainer(DefaultTrainer):
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
         return COCOEvaluator(dataset_name, tasks=tasks, distributed=True, output_dir=output_folder)
-
-
-@contextlib.contextmanager
-def _ddp_on_cpu_without_device_ids(cfg):
-    """
-    Detectron2's ``create_ddp_model`` always passes ``device_ids=[local_rank]``, which
-    DistributedDataParallel rejects for a model on CPU (detectron2#5146). For CPU
-    multi-process training (Gloo), DefaultTrainer is built with ``device_ids=None``.
-    """
-    if comm.get_world_size() == 1 or cfg.MODEL.DEVICE.startswith("cuda"):
-        yield
-        return
-    with mock.patch.object(
-        d2_defaults, "create_ddp_model", functools.partial(create_ddp_model, device_ids=None)
-    ):
-        yield
 
 
 def drop_metrics_from(path: str, iteration: int) -> int:
