@@ -168,6 +168,10 @@ def test_options_may_follow_the_overrides():
     assert args.resume and args.eval_only and args.num_gpus == 2
     assert args.config_file == "c.yaml"
     assert args.opts == ["SOLVER.BASE_LR", "0.1", "SEED", "-1"]
+    # argparse's unique prefixes ("--config" for --config-file) work after them too.
+    late = train_net.parse_args(["SOLVER.BASE_LR", "0.1", "--config", "c.yaml", "--res"])
+    assert late.config_file == "c.yaml" and late.resume
+    assert late.opts == ["SOLVER.BASE_LR", "0.1"]
 
 
 def test_an_unknown_option_among_the_overrides_is_an_error(capsys):

@@ -55,7 +55,7 @@ def _split_remainder(parser, tokens: List[str]):
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        name = token.split("=", 1)[0]
+        name = _full_option_name(parser, token.split("=", 1)[0], actions)
         if name.startswith("--") or (name.startswith("-") and name in actions):
             if name not in actions:
                 parser.error(f"unknown option {token!r} among the KEY VALUE overrides")
@@ -66,6 +66,15 @@ def _split_remainder(parser, tokens: List[str]):
             overrides.append(token)
             i += 1
     return overrides, options
+
+
+def _full_option_name(parser, name: str, actions) -> str:
+    # argparse takes a unique prefix of a long option ("--config" for "--config-file")
+    # before the overrides; so does this after them.
+    if name in actions or not name.startswith("--") or not parser.allow_abbrev:
+        return name
+    matches = [option for option in actions if option.startswith(name)]
+    return matches[0] if len(matches) == 1 else name
 
 
 def _value_count(action, token, following, actions) -> int:
