@@ -176,8 +176,8 @@ def test_options_may_follow_the_overrides():
 
 def test_an_unknown_option_among_the_overrides_is_an_error(capsys):
     with pytest.raises(SystemExit):
-        train_net.parse_args(["--config-file", "c.yaml", "SOLVER.BASE_LR", "0.1", "--resum"])
-    assert "unknown option '--resum'" in capsys.readouterr().err
+        train_net.parse_args(["--config-file", "c.yaml", "SOLVER.BASE_LR", "0.1", "--resumee"])
+    assert "unknown option '--resumee'" in capsys.readouterr().err
 
 
 def test_a_required_option_may_follow_the_overrides(capsys):
