@@ -1,5 +1,6 @@
 # Every target builds the locked Python 3.10 environment first when it is missing
-# (tools/ensure_env.sh: cached per user, keyed by requirements/lock.txt).
+# (tools/ensure_env.sh: the locked packages cached per user, keyed by requirements/lock.txt,
+# and this checkout's own .venv on top).
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY = "$$(tools/ensure_env.sh)/bin/python"

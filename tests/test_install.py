@@ -245,3 +245,24 @@ def test_editable_install_reads_the_checkouts_configs(tmp_path):
             ]
         )
         assert ignored.returncode == 0
+
+
+def test_two_checkouts_each_get_their_own_package_over_the_shared_environment(tmp_path):
+    # tools/ensure_env.sh: the locked packages are shared per lock file; each checkout's
+    # .venv holds its own editable install, so that setting up B leaves A pointing at A.
+    checkouts = [_copy_repository(tmp_path / name) for name in ("a", "b")]
+    pythons = []
+    for checkout in checkouts:
+        env_dir = _run(["bash", os.path.join(checkout, "tools", "ensure_env.sh")], cwd=checkout)
+        assert os.path.realpath(env_dir.strip().splitlines()[-1]) == os.path.realpath(
+            os.path.join(checkout, ".venv")
+        )
+        pythons.append(os.path.join(checkout, ".venv", "bin", "python"))
+    code = "import atto_detectron, detectron2; print(atto_detectron.__file__)"
+    for checkout, python in zip(checkouts, pythons):
+        found = _run([python, "-c", code], cwd=str(tmp_path)).strip().splitlines()[-1]
+        assert os.path.realpath(found) == os.path.realpath(
+            os.path.join(checkout, "atto_detectron", "__init__.py")
+        )
+    # The shared environment's command-line tools work from a checkout's.
+    assert "ruff" in _run([pythons[0], "-m", "ruff", "--version"], cwd=str(tmp_path))

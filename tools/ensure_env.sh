@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Creates (once) and prints the path of the project's Python 3.10 virtual environment.
+# Creates (once) and prints the path of this checkout's Python 3.10 virtual environment.
 #
-# The environment lives in a per-user cache folder keyed by a hash of
-# requirements/lock.txt, so it is built only when the lock changes and is shared by
-# every clone of the project; `.venv` in the checkout links to it. The checkout itself
-# is installed into it in editable mode (`pip install -e .`), re-done when the
-# environment was last used by another checkout.
+# The locked packages live in a per-user cache folder keyed by a hash of
+# requirements/lock.txt, so they are installed only when the lock changes and are shared
+# by every clone of the project. Each checkout gets its own small environment on top,
+# `.venv` in the checkout: it sees the shared packages (a .pth file in its
+# site-packages) and holds the editable install of this checkout alone, so two clones
+# never point each other's environment at their code.
 #
 # With --find-python it only prints the Python 3.10 interpreter it would use.
 #
@@ -54,12 +55,25 @@ if [ ! -f "$env_dir/.complete" ]; then
     touch "$env_dir/.complete"
 fi
 
-if [ "$(cat "$env_dir/.checkout" 2>/dev/null)" != "$root" ] \
-    || ! "$env_dir/bin/python" -c 'import atto_detectron' >/dev/null 2>&1; then
-    "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-        --no-deps --no-build-isolation -e "$root" >&2
-    echo "$root" > "$env_dir/.checkout"
+# This checkout's environment: a venv without packages of its own but the editable
+# install of this checkout, that sees the shared ones through a .pth file.
+overlay="$root/.venv"
+shared_site="$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [ -L "$overlay" ]; then rm -f "$overlay"; fi  # the link to the shared environment of old
+if [ "$(cat "$overlay/.shared" 2>/dev/null)" != "$env_dir" ] \
+    || ! "$overlay/bin/python" -c 'import atto_detectron, detectron2' >/dev/null 2>&1; then
+    rm -rf "$overlay"
+    "$env_dir/bin/python" -m venv --without-pip "$overlay"
+    site="$("$overlay/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    # addsitedir also runs the shared packages' own .pth files.
+    echo "import site; site.addsitedir('$shared_site')" > "$site/atto_shared_env.pth"
+    "$overlay/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        --no-deps --no-build-isolation --no-index -e "$root" >&2
+    # Command-line tools of the shared packages (ruff's binary, ...) on the same PATH.
+    for tool in "$env_dir"/bin/*; do
+        name="$(basename "$tool")"
+        [ -e "$overlay/bin/$name" ] || ln -s "$tool" "$overlay/bin/$name"
+    done
+    echo "$env_dir" > "$overlay/.shared"
 fi
-
-ln -sfn "$env_dir" "$root/.venv"
-echo "$env_dir"
+echo "$overlay"
