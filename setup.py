@@ -11,6 +11,7 @@ pins the compiled ``sal-detectron2`` wheel and ``opencv-python-headless``).
 """
 
 import os
+import re
 import shutil
 
 from setuptools import find_packages, setup
@@ -41,23 +42,43 @@ def get_model_zoo_configs():
     return ["configs/**/*.yaml", "configs/**/*.py"]
 
 
+def get_version() -> str:
+    """``__version__`` of atto_detectron/__init__.py, the one place the version is written."""
+    with open(os.path.join(ROOT, "atto_detectron", "__init__.py")) as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.MULTILINE).group(1)
+
+
 setup(
     name="atto-detectron",
-    version="0.1.0",
+    version=get_version(),
     description="AttoNet backbones and Atto-MaskRCNN for Detectron2",
     license="Apache-2.0",
     long_description=__doc__,
-    python_requires=">=3.8",
+    # The locked stack is Python 3.10; the code needs 3.10 (dataclasses, typing) and
+    # torch 2.2 (optimizer step hooks, torch.optim.swa_utils.get_ema_multi_avg_fn).
+    python_requires=">=3.10",
     packages=find_packages(include=["atto_detectron", "atto_detectron.*"]),
     package_data={"atto_detectron.model_zoo": get_model_zoo_configs()},
     install_requires=[
-        "torch>=1.10",
-        "torchvision",
+        "torch>=2.2",
+        "torchvision>=0.17",
+        "numpy<2",  # Detectron2's own pin
         "fvcore",
         "pycocotools>=2.0.2",
+        "scipy",  # intervals over seeds; SBD's .mat files
         "tqdm",
         "matplotlib",
+        "Pillow",
         "PyYAML",
     ],
     extras_require={"test": ["pytest"]},
+    # Train and evaluate, draw, export from an installed package (the repository's
+    # tools/*.py run the same modules).
+    entry_points={
+        "console_scripts": [
+            "atto-train-net = atto_detectron.tools.train_net:cli",
+            "atto-demo = atto_detectron.tools.demo:cli",
+            "atto-export-model = atto_detectron.tools.export_model:cli",
+        ]
+    },
 )

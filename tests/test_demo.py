@@ -15,9 +15,10 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import ColorMode
 
 from atto_detectron.config import load_config
+from atto_detectron.tools import demo
 from atto_detectron.visualization import VisualizationPredictor, load_image, output_paths
 
-from .conftest import CONFIGS, SYNTH_DATASETS, load_tool
+from .conftest import CONFIGS, SYNTH_DATASETS
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,9 +27,6 @@ CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 # Random weights: every score is about 1/21, so a threshold of 0 draws detections and a
 # threshold of 1 draws none.
 OPTS = ["MODEL.ATTONET.VARIANT", "D", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.DEVICE", "cpu"]
-
-
-demo = load_tool("demo")
 
 
 def _image(path, mode="RGB", size=(200, 150)):

@@ -133,7 +133,10 @@ def _fresh_venv(folder, hidden):
     # sys.path after the fresh environment's own site-packages.
     locked = folder / "locked_env"
     locked.mkdir()
-    for source in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}:
+    # Its own site-packages, and the shared locked packages it sees (tools/ensure_env.sh).
+    sources = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    sources |= {p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)}
+    for source in sorted(sources):
         for name in os.listdir(source):
             if not any(fnmatch.fnmatch(name, pattern) for pattern in hidden):
                 if not (locked / name).exists():
@@ -197,6 +200,38 @@ def test_pip_install_ships_the_configs_and_needs_no_particular_opencv(tmp_path):
     assert found["opencv"] == ["opencv-python"]
     assert _inside(found["cv2"], site_packages)
     assert not [r for r in found["requires"] if r.lower().startswith("opencv")]
+
+    # The tools run from the installed package, outside any checkout: draw predictions
+    # with the module and with its command, and train + evaluate one iteration.
+    config = os.path.join(configs, "synth", "atto_maskrcnn_synth.yaml")
+    image = workdir / "image.png"
+    _run(
+        [
+            python,
+            "-c",
+            f"import numpy, cv2; "
+            f"cv2.imwrite({str(image)!r}, numpy.full((96, 128, 3), 90, numpy.uint8))",
+        ],
+        env=env,
+        cwd=workdir,
+    )
+    draw = ["--config-file", config, "--allow-random-weights", "--input", str(image)]
+    opts = ["--opts", "MODEL.ATTONET.VARIANT", "D", "MODEL.DEVICE", "cpu"]
+    _run(
+        [python, "-m", "atto_detectron.tools.demo", *draw, "--output", "a.png", *opts],
+        env=env,
+        cwd=workdir,
+    )
+    command = os.path.join(os.path.dirname(python), "atto-demo")
+    _run([command, *draw, "--output", "b.png", *opts], env=env, cwd=workdir)
+    assert (workdir / "a.png").is_file() and (workdir / "b.png").is_file()
+    help_text = _run(
+        [os.path.join(os.path.dirname(python), "atto-train-net"), "--help"], env=env, cwd=workdir
+    )
+    assert "--config-file" in help_text and "--num-gpus" in help_text
+    assert "--format" in _run(
+        [python, "-m", "atto_detectron.tools.export_model", "--help"], env=env, cwd=workdir
+    )
 
 
 def test_editable_install_reads_the_checkouts_configs(tmp_path):

@@ -13,10 +13,9 @@ from detectron2.engine import launch
 from atto_detectron.config import load_config
 from atto_detectron.engine import ModelEMA, load_ema_weights, load_ema_weights_if_enabled
 from atto_detectron.engine.ema import CHECKPOINT_KEY
+from atto_detectron.tools import train_net
 
-from .conftest import CONFIGS, SYNTH_DATASETS, load_tool
-
-train_net = load_tool("train_net")
+from .conftest import CONFIGS, SYNTH_DATASETS
 
 
 def _toy():

@@ -96,7 +96,7 @@ def test_get_builds_on_cuda_where_available_else_on_cpu(name):
     [
         (
             "atto_maskrcnn_voc.yaml",
-            "python tools/train_net.py --config-file configs/atto_maskrcnn_voc.yaml",
+            "python -m atto_detectron.tools.train_net --config-file ",
             "MODEL.WEIGHTS",
         ),
         (

@@ -27,9 +27,10 @@ from atto_detectron.deploy.quantize import (
     quantization_placement,
     quantize_export,
 )
+from atto_detectron.tools import export_model as export_tool
 from benchmarks.engines import build_benchmark_model
 
-from .conftest import SYNTH_DATASETS, load_tool
+from .conftest import SYNTH_DATASETS
 from .test_export import D_CONFIG, SMALL
 
 pytest.importorskip("openvino")
@@ -164,7 +165,7 @@ def test_int8_detectors_keep_predictors_and_post_processing_fp32(tmp_path):
 @pytest.mark.slow
 def test_run_eval_writes_ap_per_engine(synthetic_voc, tmp_path):
     # TorchScript, one engine (the ONNX engines: test_run_eval_with_int8_engines).
-    cli = load_tool("export_model")
+    cli = export_tool
     out = tmp_path / "ts"
     argv = ["--config-file", D_CONFIG, "--format", "torchscript", "--no-check", "--run-eval"]
     assert cli.main(argv + ["--output", str(out)] + SMALL + SYNTH_OPTS) == 0
@@ -178,7 +179,7 @@ def test_run_eval_writes_ap_per_engine(synthetic_voc, tmp_path):
 
 @pytest.mark.slow
 def test_run_eval_with_int8_engines(synthetic_voc, tmp_path):
-    cli = load_tool("export_model")
+    cli = export_tool
     out = tmp_path / "onnx_int8"
     argv = ["--config-file", D_CONFIG, "--format", "onnx", "--no-check", "--run-eval"]
     argv += ["--int8", "--calibration-images", "2", "--output", str(out)]
@@ -199,7 +200,7 @@ def test_run_eval_with_int8_engines(synthetic_voc, tmp_path):
 
 
 def test_export_model_cli_checks_int8_and_run_eval_options(tmp_path):
-    cli = load_tool("export_model")
+    cli = export_tool
     argv = ["--config-file", D_CONFIG, "--output", str(tmp_path)]
     with pytest.raises(SystemExit, match="add --format onnx"):
         cli.main(argv + ["--format", "torchscript", "--int8"])

@@ -12,22 +12,19 @@ from detectron2.config import get_cfg
 from detectron2.engine import launch
 
 from atto_detectron import add_attonet_config
+from atto_detectron.tools import train_net
 
 from .conftest import (
     CONFIGS,
     REPO_ROOT,
     SYNTH_DATASETS,
     SYNTH_SIZES,
-    load_tool,
     register_synthetic_voc,
 )
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 # Generated VOC-layout data, read by the VOC loader (the synthetic_voc fixture).
 TRAIN, VAL = SYNTH_DATASETS["train"], SYNTH_DATASETS["val"]
-
-
-train_net = load_tool("train_net")
 
 
 def _args(output_dir, *extra, eval_only=False, resume=False, max_iter=12, period=4, num_gpus=1):

@@ -35,10 +35,9 @@ from atto_detectron.engine import (
     exclusive_output_dir,
     parse_args_any_order,
 )
+from atto_detectron.tools import train_net
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, load_tool, register_synthetic_voc
-
-train_net = load_tool("train_net")
+from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, register_synthetic_voc
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 TRAIN, VAL = SYNTH_DATASETS["train"], SYNTH_DATASETS["val"]
@@ -285,7 +284,7 @@ def _run_killed(output_dir, voc_root, kill_after_iteration):
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from tests.conftest import load_tool, register_synthetic_voc;"
         "register_synthetic_voc(sys.argv[2]);"
-        "train_net = load_tool('train_net');"
+        "from atto_detectron.tools import train_net;"
         "train_net.main(train_net.parse_args(sys.argv[3:]))"
     )
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
@@ -424,7 +423,7 @@ def test_divergence_on_the_command_line_is_one_message(synthetic_voc, tmp_path):
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from tests.conftest import load_tool, register_synthetic_voc;"
         "register_synthetic_voc(sys.argv[2]);"
-        "load_tool('train_net').cli(sys.argv[3:])"
+        "from atto_detectron.tools import train_net; train_net.cli(sys.argv[3:])"
     )
     argv = _argv(tmp_path, max_iter=30, period=1, overrides=["SOLVER.BASE_LR", "1000.0"])
     result = subprocess.run(

@@ -31,6 +31,7 @@ from atto_detectron.design import (
     SearchBudget,
     get_prototype,
 )
+from atto_detectron.tools import export_model
 from atto_detectron.visualization import VisualizationPredictor
 
 from .conftest import CONFIGS, SYNTH_DATASETS, load_tool
@@ -88,7 +89,7 @@ def test_export_tool_does_not_unpickle_model_weights(tmp_path, marker):
         weights,
     ]
     with pytest.raises(SystemExit, match=re.escape(f"{weights} holds Python objects")):
-        load_tool("export_model").main(argv)
+        export_model.main(argv)
     assert not (tmp_path / "export").exists()
 
 
@@ -314,7 +315,8 @@ def test_no_tool_unpickles_pyth_weights(synthetic_voc, tmp_path, marker, tool):
         with pytest.raises(CheckpointError, match="weights.pyth holds Python objects"):
             VisualizationPredictor(cfg)
         return
-    train_net = load_tool("train_net")
+    from atto_detectron.tools import train_net
+
     argv = ["--config-file", config, "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"]
     argv += ["OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MAX_ITER", "1"]
     argv += ["DATASETS.TRAIN", f"('{SYNTH_DATASETS['train']}',)"]

@@ -16,10 +16,10 @@ from torch import nn
 
 from atto_detectron.checkpoint import AtomicCheckpointer, CheckpointWriteError
 from atto_detectron.config import ConfigError, load_config
+from atto_detectron.tools import train_net
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, load_tool
+from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
 
-train_net = load_tool("train_net")
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 
 

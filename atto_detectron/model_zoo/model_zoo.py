@@ -100,13 +100,13 @@ def _no_trained_weights(config_path: str, path: str) -> RuntimeError:
         train = f"python {_lazyconfig_train_net()} --config-file configs/{config_path}"
         load = "train.init_checkpoint=<train.output_dir>/model_final.pth"
     else:
-        train = f"python tools/train_net.py --config-file configs/{config_path}"
+        train = f"python -m atto_detectron.tools.train_net --config-file {path}"
         load = "MODEL.WEIGHTS <OUTPUT_DIR>/model_final.pth"
     return RuntimeError(
         f"No trained weights are published for {config_path!r}: trained=True has nothing to "
-        f"load. Train them, in the repository: `{train}`; then load them with {load}, or "
-        f"build the model with trained=False and "
-        f"DetectionCheckpointer(model).load(<model_final.pth>)."
+        f"load. Train them: `{train}`; then load them with {load}, or build the model with "
+        f"trained=False and atto_detectron.checkpoint.AtomicCheckpointer(model)"
+        f".load(<model_final.pth>)."
     )
 
 
