@@ -171,10 +171,15 @@ def test_run_eval_writes_ap_per_engine(synthetic_voc, tmp_path):
     assert cli.main(argv + ["--output", str(out)] + SMALL + SYNTH_OPTS) == 0
     report = json.loads((out / "evaluation.json").read_text())
     assert report["dataset"] == SYNTH_DATASETS["val"] and report["images"] == 8
-    assert set(report["engines"]) == {"torchscript"}
+    # PyTorch first, on the same images through the same pre- and post-processing.
+    assert list(report["engines"]) == ["pytorch", "torchscript"]
     record = report["engines"]["torchscript"]
     assert set(record["APd"]) == set(record["APm"]) == {"AP", "AP50", "AP75"}
     assert record["folder"] == "." and record["seconds_per_image"] > 0
+    pytorch = report["engines"]["pytorch"]
+    for label in ("APd", "APm"):
+        for key, value in record["minus_pytorch"][label].items():
+            assert value == pytest.approx(record[label][key] - pytorch[label][key]), key
 
 
 @pytest.mark.slow
@@ -185,7 +190,7 @@ def test_run_eval_with_int8_engines(synthetic_voc, tmp_path):
     argv += ["--int8", "--calibration-images", "2", "--output", str(out)]
     assert cli.main(argv + SMALL + SYNTH_OPTS) == 0
     report = json.loads((out / "evaluation.json").read_text())
-    assert set(report["engines"]) == {"onnxruntime", "openvino", *INT8_ENGINES}
+    assert set(report["engines"]) == {"pytorch", "onnxruntime", "openvino", *INT8_ENGINES}
     for engine, record in report["engines"].items():
         assert set(record["APd"]) == set(record["APm"]) == {"AP", "AP50", "AP75"}, engine
     # Random weights: no AP to speak of, but both fp32 engines run the same model.

@@ -201,8 +201,9 @@ def _two_process_worker(output_dir, voc_root):
     trainer = train_net.AttoTrainer(cfg)
     trainer.train()
     weights = {k: v.detach().clone() for k, v in trainer.model.module.named_parameters()}
+    buffers = {k: v.detach().clone() for k, v in trainer.model.module.named_buffers()}
     torch.save(
-        {"iter": trainer.iter, "weights": weights, "threads": threads},
+        {"iter": trainer.iter, "weights": weights, "buffers": buffers, "threads": threads},
         os.path.join(output_dir, f"rank{comm.get_rank()}.pth"),
     )
 
@@ -226,6 +227,10 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_voc, tmp_path
         torch.testing.assert_close(rank1["weights"][name], value, rtol=0, atol=0)
         changed += not torch.equal(value, initial.state_dict()[name])
     assert changed > 0
+    # Each process normalizes its own images, so BN statistics part during training; the
+    # final evaluation runs the checkpointed model (the main process's) in both.
+    for name, value in rank0["buffers"].items():
+        torch.testing.assert_close(rank1["buffers"][name], value, rtol=0, atol=0)
 
 
 def test_one_machine_gets_a_free_port_unless_a_dist_url_is_given(monkeypatch):

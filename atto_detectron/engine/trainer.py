@@ -226,7 +226,16 @@ class AttoTrainer(DefaultTrainer):
         return hooks
 
     def _test_and_keep_results(self):
-        model = self.ema.module if self.ema is not None else self.model
+        if self.ema is not None:
+            model = self.ema.module  # the same in every process (see ModelEMA)
+        else:
+            model = self.model
+            # With per-process BN, the processes' running statistics differ; checkpoints
+            # hold the main process's. Every process evaluates those, so that the AP
+            # reported is the AP of the saved model.
+            if comm.get_world_size() > 1:
+                for buffer in model.buffers():
+                    torch.distributed.broadcast(buffer, src=0)
         start = time.perf_counter()
         self.eval_results = self.test(self.cfg, model)
         self.eval_seconds += time.perf_counter() - start

@@ -24,6 +24,7 @@ tools/deploy/export_model.py does, and writes the APs to evaluation.json.
 """
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -65,7 +66,7 @@ from atto_detectron.deploy.quantize import (
     quantize_export,
     resize_for_test,
 )
-from atto_detectron.engine import parse_args_any_order
+from atto_detectron.engine import load_ema_weights_if_enabled, parse_args_any_order
 from atto_detectron.engine.results import summarize_ap
 
 logger = logging.getLogger("atto_detectron.export")
@@ -141,6 +142,7 @@ def load_model(cfg):
         # The project's checkpointer: it reads .pth files with weights_only=True.
         try:
             AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+            load_ema_weights_if_enabled(model, cfg)
         except CheckpointError as e:
             sys.exit(f"error: MODEL.WEIGHTS: {e}")
     else:
@@ -211,9 +213,13 @@ class ExportedDetector:
     ``inference_on_dataset``: a list of dataset dicts (``"image"`` resized as at test
     time, ``"height"``, ``"width"``) in, ``[{"instances": ...}]`` out, resized to the
     original image with full-image masks (``detector_postprocess``).
+
+    ``exported`` is an :class:`ExportedModel`, or any callable with its interface: the
+    PyTorch model itself goes through :func:`reference_outputs`, so that the two differ
+    in the engine alone.
     """
 
-    def __init__(self, exported: ExportedModel):
+    def __init__(self, exported):
         self.exported = exported
 
     def __call__(self, inputs):
@@ -249,15 +255,18 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def run_eval(cfg, export_dir: str) -> dict:
+def run_eval(cfg, export_dir: str, pytorch_model=None) -> dict:
     """
-    Evaluates every engine of ``export_dir`` (:func:`export_engines`) on
-    ``cfg.DATASETS.TEST[0]`` and writes ``evaluation.json`` there.
+    Evaluates ``pytorch_model`` (the weights as loaded, before any fusion) and every
+    engine of ``export_dir`` (:func:`export_engines`) on ``cfg.DATASETS.TEST[0]``, the
+    same images through the same pre- and post-processing, and writes
+    ``evaluation.json`` there.
 
     Returns:
-        dict: as written: "dataset", "images", and per engine "APd" / "APm" (AP, AP50,
-        AP75 in percent), "seconds_per_image" (median time of the model call, one image
-        and its post-processing) and COCOEvaluator's full results.
+        dict: as written: "dataset", "images", and per engine ("pytorch" first) "APd" /
+        "APm" (AP, AP50, AP75 in percent), "minus_pytorch" (the same figures minus
+        PyTorch's), "seconds_per_image" (median time of the model call, one image and
+        its post-processing) and COCOEvaluator's full results.
     """
     if not cfg.DATASETS.TEST:
         sys.exit("error: --run-eval: cfg.DATASETS.TEST is empty; set DATASETS.TEST")
@@ -271,9 +280,16 @@ def run_eval(cfg, export_dir: str) -> dict:
         )
     tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
     report = {"dataset": dataset, "images": len(loader), "engines": {}}
-    for engine, (folder, runtime) in export_engines(export_dir).items():
+    engines = {}
+    if pytorch_model is not None:
+        engines["pytorch"] = (None, "pytorch")
+    engines.update(export_engines(export_dir))
+    for engine, (folder, runtime) in engines.items():
         logger.info(f"evaluating {engine} on {dataset} ({len(loader)} images)")
-        model = ExportedDetector(ExportedModel(folder, engine=runtime))
+        if runtime == "pytorch":
+            model = ExportedDetector(lambda image: reference_outputs(pytorch_model, image))
+        else:
+            model = ExportedDetector(ExportedModel(folder, engine=runtime))
         timer = _CallTimer()
         evaluator = COCOEvaluator(dataset, tasks=tasks, distributed=False, output_dir=None)
         results = inference_on_dataset(
@@ -283,12 +299,20 @@ def run_eval(cfg, export_dir: str) -> dict:
             callbacks={"before_inference": timer.start, "after_inference": timer.stop},
         )
         report["engines"][engine] = {
-            "folder": os.path.relpath(folder, export_dir),
+            "folder": os.path.relpath(folder, export_dir) if folder else None,
             "runtime": runtime,
             **summarize_ap(results, [dataset])[dataset],
             "seconds_per_image": statistics.median(timer.seconds),
             "coco_eval": results,
         }
+    if "pytorch" in report["engines"]:
+        reference = report["engines"]["pytorch"]
+        for record in report["engines"].values():
+            record["minus_pytorch"] = {
+                label: {k: record[label][k] - reference[label][k] for k in record[label]}
+                for label in ("APd", "APm")
+                if label in record and label in reference
+            }
     report = _finite(report)
     with open(os.path.join(export_dir, EVAL_FILE), "w") as f:
         json.dump(report, f, indent=2)
@@ -299,7 +323,13 @@ def run_eval(cfg, export_dir: str) -> dict:
             if label in record
         ]
         milliseconds = record["seconds_per_image"] * 1000
-        logger.info(f"{engine}: {'; '.join(figures)} ({milliseconds:.0f} ms per image)")
+        against = record.get("minus_pytorch", {}).get("APd", {}).get("AP50")
+        versus = (
+            f"; box AP50 {against:+.2f} against PyTorch"
+            if engine != "pytorch" and against is not None
+            else ""
+        )
+        logger.info(f"{engine}: {'; '.join(figures)} ({milliseconds:.0f} ms per image{versus})")
     logger.info(f"wrote {os.path.join(export_dir, EVAL_FILE)}")
     return report
 
@@ -323,7 +353,8 @@ def main(argv=None) -> int:
         sys.exit(f"error: --config-file {args.config_file!r}: no such file")
 
     cfg = load_config(args.config_file, args.opts, device="cpu")
-    model = prepare_for_export(load_model(cfg), fuse=not args.no_fuse)
+    loaded = load_model(cfg)
+    model = prepare_for_export(copy.deepcopy(loaded), fuse=not args.no_fuse)
     image = sample_image(cfg, args.sample_image)
     info = {
         "config_file": args.config_file,
@@ -365,7 +396,7 @@ def main(argv=None) -> int:
     if args.int8:
         write_int8(cfg, model, args, image)
     if args.run_eval:
-        run_eval(cfg, args.output)
+        run_eval(cfg, args.output, pytorch_model=loaded)
     return 0
 
 
