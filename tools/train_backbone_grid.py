@@ -278,17 +278,24 @@ class GridState:
                     rates.add(float(name[2:]))
         checks = {}
         for lr in sorted(rates):
-            expected = recipe(GRID[model], lr_opts(lr))
-            path = os.path.join(lr_dir(self.args, model, lr), "results.json")
-            if os.path.isfile(path):
-                run = _record_from_results(path, "lr", lr, HOLDOUT)
-                if run["recipe"] == expected:
-                    checks[lr] = run
-                continue
-            run = self._recorded(model, "lr_check", "lr", lr, expected)
+            run = self._finished(
+                model, "lr_check", "lr", lr, lr_dir(self.args, model, lr), lr_opts(lr), HOLDOUT
+            )
             if run:
                 checks[lr] = run
         return checks
+
+    def _finished(self, model, field, key, value, folder, opts, dataset=None):
+        """
+        The finished run ``key == value`` of ``model``: its results.json in ``folder``,
+        else the one recorded under ``field``; None unless its recipe is the current one.
+        """
+        expected = recipe(GRID[model], opts)
+        path = os.path.join(folder, "results.json")
+        if os.path.isfile(path):
+            run = _record_from_results(path, key, value, dataset)
+            return run if run["recipe"] == expected else None
+        return self._recorded(model, field, key, value, expected)
 
     def next_lr(self, model: str):
         """The next rate to check for ``model``, or None when its check is complete."""
@@ -316,20 +323,15 @@ class GridState:
         lr = self.chosen_lr(model)
         if lr is None:
             return {}
-        expected = recipe(GRID[model], seed_opts(lr))
         runs = {}
         seed_ids = {r["seed"] for r in self.recorded.get(model, {}).get("runs", [])}
         folder = os.path.join(self.args.output_dir, "runs", model)
         if os.path.isdir(folder):
             seed_ids |= {int(n[4:]) for n in os.listdir(folder) if n.startswith("seed")}
         for seed in sorted(seed_ids):
-            path = os.path.join(seed_dir(self.args, model, seed), "results.json")
-            if os.path.isfile(path):
-                run = _record_from_results(path, "seed", seed)
-                if run["recipe"] == expected:
-                    runs[seed] = run
-                continue
-            run = self._recorded(model, "runs", "seed", seed, expected)
+            run = self._finished(
+                model, "runs", "seed", seed, seed_dir(self.args, model, seed), seed_opts(lr)
+            )
             if run:
                 runs[seed] = run
         return runs
