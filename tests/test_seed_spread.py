@@ -41,7 +41,9 @@ def test_each_run_gives_its_last_weights_and_its_average_on_both_validation_sets
 ):
     monkeypatch.setattr(subprocess, "run", _fake_run)
     monkeypatch.setattr(study, "ensure_data", lambda: None)
-    report = study.main(["--output-dir", str(tmp_path), "--seeds", "0", "1", "2", "3"])
+    report = study.main(
+        ["--output-dir", str(tmp_path), "--recipes", "demo", "--seeds", "0", "1", "2", "3"]
+    )
     saved = json.loads((tmp_path / "seed_spread.json").read_text())
     assert saved["variants"] == report["variants"]
     spreads = {(v["weights"], v["dataset"]): v["box"]["std"] for v in report["variants"]}
@@ -55,5 +57,5 @@ def test_each_run_gives_its_last_weights_and_its_average_on_both_validation_sets
     # Finished runs are not run again.
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda c, **k: calls.append(c))
-    study.main(["--output-dir", str(tmp_path), "--seeds", "0", "1", "2", "3"])
+    study.main(["--output-dir", str(tmp_path), "--recipes", "demo", "--seeds", "0", "1", "2", "3"])
     assert calls == []

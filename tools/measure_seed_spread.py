@@ -29,18 +29,31 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VAL_SETS = OrderedDict(
     [("voc_synth_val", "200 val images"), ("voc_synth_grid_val", "2,000 val images")]
 )
-TEST_OVERRIDE = "(" + ",".join(f"'{name}'" for name in VAL_SETS) + ",)"
+DEMO_CONFIG = "configs/synth/atto_maskrcnn_synth.yaml"
+KEEP_AVERAGE = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.995"]
 
-# Training recipes: config and overrides. Each run keeps a weight average alongside (it
-# does not change training), so one run gives its last weights and its average.
+# Training recipes: config, overrides and the validation sets each run is evaluated on.
+# Each run keeps a weight average alongside (it does not change training), so one run
+# gives its last weights and its average.
 RECIPES = OrderedDict(
     [
         (
             "demo",
             {
                 "description": "the demo's recipe (configs/synth/atto_maskrcnn_synth.yaml)",
-                "config": "configs/synth/atto_maskrcnn_synth.yaml",
-                "opts": ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.995"],
+                "config": DEMO_CONFIG,
+                "opts": KEEP_AVERAGE,
+                "val_sets": list(VAL_SETS),
+            },
+        ),
+        (
+            "syncbn",
+            {
+                "description": "the demo's, with BN statistics over both processes' images "
+                "(MODEL.ATTONET.NORM SyncBN: 4 images instead of 2)",
+                "config": DEMO_CONFIG,
+                "opts": KEEP_AVERAGE + ["MODEL.ATTONET.NORM", "SyncBN"],
+                "val_sets": ["voc_synth_grid_val"],
             },
         ),
     ]
@@ -72,9 +85,10 @@ def run_dir(args, recipe: str, seed: int) -> str:
 
 
 def _common_opts(recipe: str, seed: int, out: str):
+    tests = "(" + ",".join(f"'{name}'" for name in RECIPES[recipe]["val_sets"]) + ",)"
     return RECIPES[recipe]["opts"] + [
         "DATASETS.TEST",
-        TEST_OVERRIDE,
+        tests,
         "SEED",
         str(seed),
         "OUTPUT_DIR",
@@ -159,7 +173,8 @@ def collect(args) -> dict:
                         {"seed": seed, "results": path, "provenance": record.get("provenance")}
                     )
         for weights, weights_label in WEIGHTS.items():
-            for dataset, dataset_label in VAL_SETS.items():
+            for dataset in RECIPES[recipe]["val_sets"]:
+                dataset_label = VAL_SETS[dataset]
                 entry = {
                     "recipe": recipe,
                     "weights": weights,
