@@ -41,6 +41,7 @@ def test_each_run_gives_its_last_weights_and_its_average_on_both_validation_sets
 ):
     monkeypatch.setattr(subprocess, "run", _fake_run)
     monkeypatch.setattr(study, "ensure_data", lambda: None)
+    monkeypatch.setattr(study, "COMMITTED", str(tmp_path / "committed.json"))
     report = study.main(
         ["--output-dir", str(tmp_path), "--recipes", "demo", "--seeds", "0", "1", "2", "3"]
     )
@@ -52,6 +53,7 @@ def test_each_run_gives_its_last_weights_and_its_average_on_both_validation_sets
     assert spreads[("last", "voc_synth_val")] == pytest.approx(statistics.stdev(values))
     assert spreads[("ema", "voc_synth_grid_val")] < spreads[("last", "voc_synth_val")]
     assert report["runs"]["demo"][0]["provenance"] == {"commit": "abc"}
+    assert set(report["runs"]) == {"demo"}  # recipes without runs are not reported
     table = format_seed_spread(report)
     assert "| demo recipe, last weights, 200 val images | 4 | 4.62 |" in table
     # Finished runs are not run again.
@@ -59,3 +61,34 @@ def test_each_run_gives_its_last_weights_and_its_average_on_both_validation_sets
     monkeypatch.setattr(subprocess, "run", lambda c, **k: calls.append(c))
     study.main(["--output-dir", str(tmp_path), "--recipes", "demo", "--seeds", "0", "1", "2", "3"])
     assert calls == []
+
+
+def test_runs_recorded_in_the_committed_report_count_while_their_recipe_holds(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(subprocess, "run", _fake_run)
+    monkeypatch.setattr(study, "ensure_data", lambda: None)
+    committed = tmp_path / "committed.json"
+    monkeypatch.setattr(study, "COMMITTED", str(committed))
+    argv = ["--output-dir", str(tmp_path / "a"), "--recipes", "demo", "--seeds", "0", "1"]
+    study.main(argv + ["--update-docs"])
+    assert len(json.loads(committed.read_text())["runs"]["demo"]) == 2
+    # Another machine: only the committed report. Seeds 0 and 1 are done, 2 trains.
+    calls = []
+
+    def record(command, **kwargs):
+        calls.append(command)
+        return _fake_run(command, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", record)
+    argv = ["--output-dir", str(tmp_path / "b"), "--recipes", "demo", "--seeds", "0", "1", "2"]
+    report = study.main(argv + ["--update-docs"])
+    assert {c[c.index("SEED") + 1] for c in calls} == {"2"}
+    assert [run["seed"] for run in report["runs"]["demo"]] == [0, 1, 2]
+    # A changed recipe does not count.
+    stale = json.loads(committed.read_text())
+    stale["recipes"]["demo"]["opts"] = ["SOLVER.BASE_LR", "0.01"]
+    committed.write_text(json.dumps(stale))
+    calls.clear()
+    study.main(["--output-dir", str(tmp_path / "c"), "--recipes", "demo", "--seeds", "0"])
+    assert {c[c.index("SEED") + 1] for c in calls} == {"0"}

@@ -30,6 +30,8 @@ VAL_SETS = OrderedDict(
     [("voc_synth_val", "200 val images"), ("voc_synth_grid_val", "2,000 val images")]
 )
 DEMO_CONFIG = "configs/synth/atto_maskrcnn_synth.yaml"
+# The committed report: written with --update-docs; its runs count as done.
+COMMITTED = "docs/results/seed_spread.json"
 KEEP_AVERAGE = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.995"]
 
 # Training recipes: config, overrides and the validation sets each run is evaluated on.
@@ -130,17 +132,37 @@ def ensure_data():
             raise SystemExit(str(e)) from None
 
 
-def train_missing(args):
+def load_recorded(path: str) -> dict:
+    """
+    recipe -> seed -> run, from the committed report: a run recorded there counts as done
+    while its recipe (config, overrides, validation sets) is still the tool's.
+    """
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        report = json.load(f)
+    recorded = {}
+    for recipe, runs in report.get("runs", {}).items():
+        if recipe in RECIPES and report.get("recipes", {}).get(recipe) == RECIPES[recipe]:
+            recorded[recipe] = {run["seed"]: run for run in runs if "ap50" in run}
+    return recorded
+
+
+def train_missing(args, recorded, on_run_finished=None):
     ensure_data()
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the configs train on the CPU
     for recipe in args.recipes:
         for seed in args.seeds:
+            if seed in recorded.get(recipe, {}):
+                continue
             for command, result in commands(args, recipe, seed):
                 if os.path.isfile(os.path.join(REPO_ROOT, result)):
                     continue
                 logger.info(shlex.join(command))
                 if subprocess.run(command, cwd=REPO_ROOT, env=env).returncode != 0:
                     raise SystemExit(f"{recipe} seed {seed} failed; run this tool again to resume.")
+            if on_run_finished:  # the report after every run: a stop loses no finished run
+                on_run_finished()
 
 
 def _ap50(results_path: str):
@@ -152,45 +174,58 @@ def _ap50(results_path: str):
     }
 
 
-def collect(args) -> dict:
+def finished_runs(args, recipe: str, recorded) -> OrderedDict:
+    """seed -> run of ``recipe``: from its folder when both evaluations are there, else
+    as recorded; every recipe's, whatever --recipes trains."""
+    runs = OrderedDict(sorted(recorded.get(recipe, {}).items()))
+    folder = os.path.join(args.output_dir, recipe)
+    seeds = sorted(
+        int(name[4:])
+        for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+        if name.startswith("seed") and name[4:].isdigit()
+    )
+    for seed in seeds:
+        paths = {
+            "ema": commands(args, recipe, seed)[0][1],
+            "last": commands(args, recipe, seed)[1][1],
+        }
+        if not all(os.path.isfile(os.path.join(REPO_ROOT, p)) for p in paths.values()):
+            continue
+        run = {"seed": seed, "ap50": {}, "results": paths}
+        for weights, path in paths.items():
+            record, run["ap50"][weights] = _ap50(os.path.join(REPO_ROOT, path))
+            if weights == "ema":
+                run["provenance"] = record.get("provenance")
+        runs[seed] = run
+    return OrderedDict(sorted(runs.items()))
+
+
+def collect(args, recorded) -> dict:
     variants = []
     runs = {}
-    for recipe in args.recipes:
-        per_seed = OrderedDict()
-        for seed in args.seeds:
-            paths = {
-                "ema": commands(args, recipe, seed)[0][1],
-                "last": commands(args, recipe, seed)[1][1],
-            }
-            if not all(os.path.isfile(os.path.join(REPO_ROOT, p)) for p in paths.values()):
-                continue
-            per_seed[seed] = {}
-            for weights, path in paths.items():
-                record, ap50 = _ap50(os.path.join(REPO_ROOT, path))
-                per_seed[seed][weights] = ap50
-                if weights == "ema":
-                    runs.setdefault(recipe, []).append(
-                        {"seed": seed, "results": path, "provenance": record.get("provenance")}
-                    )
+    for recipe in RECIPES:
+        per_seed = finished_runs(args, recipe, recorded)
+        if not per_seed:
+            continue
+        runs[recipe] = list(per_seed.values())
         for weights, weights_label in WEIGHTS.items():
             for dataset in RECIPES[recipe]["val_sets"]:
-                dataset_label = VAL_SETS[dataset]
                 entry = {
                     "recipe": recipe,
                     "weights": weights,
                     "dataset": dataset,
-                    "label": f"{recipe} recipe, {weights_label}, {dataset_label}",
+                    "label": f"{recipe} recipe, {weights_label}, {VAL_SETS[dataset]}",
                     "seeds": list(per_seed),
                 }
                 for task in ("box", "mask"):
-                    values = [per_seed[s][weights][dataset][task] for s in per_seed]
+                    values = [run["ap50"][weights][dataset][task] for run in per_seed.values()]
                     entry[task] = {"values": values, **(mean_interval(values) if values else {})}
                 variants.append(entry)
     return {
         "command": "python tools/measure_seed_spread.py "
-        + shlex.join(["--recipes", *args.recipes, "--seeds", *map(str, args.seeds)]),
+        + shlex.join(["--recipes", *runs, "--seeds", *map(str, args.seeds)]),
         "model": "AttoNet-A",
-        "recipes": {name: RECIPES[name] for name in args.recipes},
+        "recipes": {name: RECIPES[name] for name in runs},
         "variants": variants,
         "runs": runs,
     }
@@ -200,17 +235,18 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.chdir(REPO_ROOT)
+    recorded = load_recorded(COMMITTED)
+    path = COMMITTED if args.update_docs else os.path.join(args.output_dir, "seed_spread.json")
+
+    def write(report):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+
     if not args.report_only:
-        train_missing(args)
-    report = collect(args)
-    path = (
-        "docs/results/seed_spread.json"
-        if args.update_docs
-        else os.path.join(args.output_dir, "seed_spread.json")
-    )
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
+        train_missing(args, recorded, on_run_finished=lambda: write(collect(args, recorded)))
+    report = collect(args, recorded)
+    write(report)
     for variant in report["variants"]:
         spread = ", ".join(
             f"{task} AP50 std {variant[task]['std']:.2f}"
