@@ -1,6 +1,5 @@
 import json
 import os
-import sys
 import warnings
 
 import pytest
@@ -21,8 +20,9 @@ from atto_detectron.deploy import (
     reference_outputs,
     synthetic_image,
 )
+from atto_detectron.tools import export_model as export_tool
 
-from .conftest import CONFIGS, REPO_ROOT
+from .conftest import CONFIGS
 from .helpers import assert_close_to_scale
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
@@ -139,11 +139,7 @@ def test_export_model_rejects_scripting_to_onnx(model, images, tmp_path):
 
 @pytest.mark.slow
 def test_export_model_cli(tmp_path):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
-    try:
-        import export_model as cli
-    finally:
-        sys.path.pop(0)
+    cli = export_tool
     out = tmp_path / "ts"
     argv = ["--config-file", D_CONFIG, "--format", "torchscript", "--backbone-only"]
     # 0: exported and checked against PyTorch on two image sizes.
