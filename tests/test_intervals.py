@@ -11,6 +11,7 @@ from atto_detectron.analysis.intervals import (
     mean_interval,
     pooled_std,
     seeds_needed,
+    std_interval,
     welch_half_width,
     welch_interval,
 )
@@ -67,3 +68,12 @@ def test_seeds_needed_is_the_fewest_that_reach_the_half_width():
     assert seeds_needed(3.7, 2.5) > seeds_needed(1.5, 2.5)
     with pytest.raises(ValueError, match="needs more than 4 seeds"):
         seeds_needed(5.0, 1.0, maximum=4)
+
+
+def test_a_spread_from_four_seeds_is_itself_uncertain():
+    low, high = std_interval(2.0, 3)
+    assert low == pytest.approx(2.0 * math.sqrt(3 / stats.chi2.ppf(0.975, 3)))
+    assert 0.56 < low / 2.0 < 0.58 and 3.6 < high / 2.0 < 3.8
+    narrow = std_interval(2.0, 30)
+    assert low < narrow[0] < 2.0 < narrow[1] < high
+    assert std_interval(2.0, 0) is None

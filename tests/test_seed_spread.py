@@ -55,7 +55,7 @@ def test_each_run_gives_its_last_weights_and_its_average_on_both_validation_sets
     assert report["runs"]["demo"][0]["provenance"] == {"commit": "abc"}
     assert set(report["runs"]) == {"demo"}  # recipes without runs are not reported
     table = format_seed_spread(report)
-    assert "| demo recipe, last weights, 200 val images | 4 | 4.62 |" in table
+    assert "| demo recipe, last weights, 200 val images | 4 | 4.62 [2.62, 17.22] |" in table
     # Finished runs are not run again.
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda c, **k: calls.append(c))

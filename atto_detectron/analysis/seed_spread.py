@@ -5,7 +5,7 @@ move between seeds of AttoNet-A under each recipe, set of weights and validation
 
 from typing import Dict
 
-from .intervals import format_interval
+from .intervals import format_interval, std_interval
 
 __all__ = ["format_seed_spread"]
 
@@ -18,7 +18,7 @@ def format_seed_spread(report: Dict) -> str:
         "deviation over seeds, and the mean with its 95% interval. Written by "
         f"`{report['command']}` (`docs/results/seed_spread.json`).",
         "",
-        "| variant | seeds | box AP50 std | mask AP50 std | box AP50 | mask AP50 |",
+        "| variant | seeds | box AP50 std [95%] | mask AP50 std [95%] | box AP50 | mask AP50 |",
         "|:--|--:|--:|--:|--:|--:|",
     ]
     for variant in report["variants"]:
@@ -26,9 +26,16 @@ def format_seed_spread(report: Dict) -> str:
         if not box.get("values"):
             continue
         lines.append(
-            f"| {variant['label']} | {len(variant['seeds'])} | {box['std']:.2f} | "
-            f"{mask['std']:.2f} | {format_interval(box)} | {format_interval(mask)} |"
+            f"| {variant['label']} | {len(variant['seeds'])} | {_spread(box)} | "
+            f"{_spread(mask)} | {format_interval(box)} | {format_interval(mask)} |"
         )
     for note in report.get("notes", []):
         lines += ["", note]
     return "\n".join(lines)
+
+
+def _spread(stats: Dict) -> str:
+    interval = std_interval(stats["std"], stats["n"] - 1)
+    if interval is None:
+        return "-"
+    return f"{stats['std']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
