@@ -17,6 +17,7 @@ from .intervals import (
     format_interval,
     mean_interval,
     pooled_std,
+    std_interval,
     welch_interval,
 )
 from .paper_reference import ATTO_MASKRCNN
@@ -219,11 +220,16 @@ def findings(report: Dict, reference: str = "AttoNet-A") -> List[str]:
         parts = [f"{task} AP50 {format_difference(pair[task])}" for task in TASKS]
         lines.append(f"{reference} − {name}: {'; '.join(parts)}{speed}.")
         resolved += [(name, task, pair[task]) for task in TASKS if pair[task]["resolved"]]
-    spread = report.get("spread", {}).get("pooled_std", {})
-    if all(spread.get(task) is not None for task in TASKS):
+    pooled = grid_spread(models)
+    if all(pooled.get(task) is not None for task in TASKS):
+        dof = sum(max(0, len(seed_values(e.get("runs", []), "box")) - 1) for e in models.values())
+        parts = []
+        for task in TASKS:
+            low, high = std_interval(pooled[task], dof)
+            parts.append(f"{pooled[task]:.1f} [{low:.1f}, {high:.1f}] {task}")
         lines.append(
-            f"Seed standard deviation pooled over the grid: {spread['box']:.1f} box and "
-            f"{spread['mask']:.1f} mask AP50."
+            f"Seed standard deviation pooled over the grid ({dof} degrees of freedom): "
+            f"{' and '.join(parts)} AP50."
         )
     if resolved:
         named = ", ".join(
