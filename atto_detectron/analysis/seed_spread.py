@@ -35,7 +35,7 @@ def format_seed_spread(report: Dict) -> str:
 
 
 def _spread(stats: Dict) -> str:
-    interval = std_interval(stats["std"], stats["n"] - 1)
+    interval = std_interval(stats["std"], len(stats["values"]) - 1)
     if interval is None:
         return "-"
     return f"{stats['std']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
