@@ -92,3 +92,30 @@ def test_runs_recorded_in_the_committed_report_count_while_their_recipe_holds(
     calls.clear()
     study.main(["--output-dir", str(tmp_path / "c"), "--recipes", "demo", "--seeds", "0"])
     assert {c[c.index("SEED") + 1] for c in calls} == {"0"}
+
+
+def test_the_protocol_choice_states_its_spread_with_interval_and_the_seeds_it_needs():
+    from atto_detectron.analysis.intervals import seeds_needed
+    from atto_detectron.analysis.seed_spread import protocol_choice
+
+    def variant(recipe, weights, values):
+        entry = {"recipe": recipe, "weights": weights, "dataset": "d", "label": recipe}
+        for task, shift in (("box", 0.0), ("mask", -3.0)):
+            entry[task] = {"values": [v + shift for v in values], "std": statistics.stdev(values)}
+        return entry
+
+    report = {
+        "variants": [
+            variant("wide", "ema", [55.0, 61.0, 58.0, 64.0]),
+            variant("narrow", "ema", [59.0, 60.0, 59.5, 60.5]),
+        ]
+    }
+    lines = protocol_choice(report, {"recipe": "wide", "weights": "ema"}, 2.5, 3)
+    spread = statistics.stdev([55.0, 61.0, 58.0, 64.0])
+    assert lines[0].startswith(
+        'The grid\'s protocol is "wide": its larger seed standard deviation (box or mask '
+        f"AP50) is {spread:.2f} [95%: "
+    )
+    assert 'The lowest estimate is "narrow"' in lines[1]
+    assert f"{seeds_needed(spread, 2.5, 3)} seeds per model" in lines[2]
+    assert protocol_choice(report, {"recipe": "missing"}, 2.5, 3) == []

@@ -74,6 +74,10 @@ TARGET_PEERS = ("MobileNetV2-FPN", "ShuffleNetV2-FPN", "R50-FPN")
 LR_CANDIDATES = (0.01, 0.02, 0.04)
 MAX_LR_VALUES = 5  # the range grows by factors of 2 while the best rate is at its edge
 HOLDOUT = "voc_synth_grid_holdout"
+# The targets: Welch's 95% interval of AttoNet-A minus a peer at most +-2.5 AP50; every
+# model at least 3 seeds.
+TARGET_HALF_WIDTH = 2.5
+MIN_SEEDS = 3
 # The generated data of the protocol (tools/make_synthetic_voc.py arguments).
 GRID_DATA = {"seed": 0, "num_train": 1000, "num_holdout": 400, "num_val": 2000, "long_side": 256}
 GRID_DATA_FOLDER = "VOCsynth_grid"
@@ -126,8 +130,8 @@ def get_parser():
         "--max-runs", type=int, default=None, help="train at most this many runs now, then report"
     )
     parser.add_argument("--benchmark-repeats", type=int, default=5)
-    parser.add_argument("--target-half-width", type=float, default=2.5, metavar="AP50")
-    parser.add_argument("--min-seeds", type=int, default=3)
+    parser.add_argument("--target-half-width", type=float, default=TARGET_HALF_WIDTH)
+    parser.add_argument("--min-seeds", type=int, default=MIN_SEEDS)
     parser.add_argument("--max-seeds", type=int, default=10)
     parser.add_argument(
         "--report-only", action="store_true", help="train and benchmark nothing: report"
@@ -704,27 +708,15 @@ def write_docs(report: dict, docs: str, images: str, json_path: str) -> None:
 
 
 def _seed_spread_section():
-    from atto_detectron.analysis.seed_spread import format_seed_spread
+    from atto_detectron.analysis.seed_spread import format_seed_spread, protocol_choice
 
     path = os.path.join(REPO_ROOT, SPREAD_STUDY)
     if not os.path.isfile(path):
         return []
     with open(path) as f:
         study = json.load(f)
-    lines = ["## Seed spread", "", format_seed_spread(study), ""]
-    chosen = [
-        v
-        for v in study.get("variants", [])
-        if all(v.get(k) == value for k, value in SPREAD_STUDY_VARIANT.items())
-    ]
-    if chosen and chosen[0]["box"].get("values"):
-        lines += [
-            f"The grid's protocol is the variant \"{chosen[0]['label']}\" (the weight "
-            "average, evaluated on 2,000 images); its seed standard deviation sizes the "
-            "grid until the grid's own runs measure it.",
-            "",
-        ]
-    return lines
+    choice = protocol_choice(study, SPREAD_STUDY_VARIANT, TARGET_HALF_WIDTH, MIN_SEEDS)
+    return ["## Seed spread", "", format_seed_spread(study), "", " ".join(choice), ""]
 
 
 README_BEGIN = "<!-- results:begin (tools/train_backbone_grid.py --update-docs) -->"

@@ -3,11 +3,11 @@ The seed-spread study's table (tools/measure_seed_spread.py): how far box and ma
 move between seeds of AttoNet-A under each recipe, set of weights and validation set.
 """
 
-from typing import Dict
+from typing import Dict, List
 
-from .intervals import format_interval, std_interval
+from .intervals import format_interval, seeds_needed, std_interval
 
-__all__ = ["format_seed_spread"]
+__all__ = ["format_seed_spread", "protocol_choice"]
 
 
 def format_seed_spread(report: Dict) -> str:
@@ -39,3 +39,49 @@ def _spread(stats: Dict) -> str:
     if interval is None:
         return "-"
     return f"{stats['std']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def protocol_choice(report: Dict, chosen: Dict, half_width: float, minimum: int) -> List[str]:
+    """
+    Sentences on the variant the grid's protocol uses (``chosen``: its recipe, weights
+    and dataset): its spread with the interval, the others' range, and the seeds per
+    model that spread asks for (Welch half-width at most ``half_width`` AP50, at least
+    ``minimum``).
+    """
+    measured = [v for v in report.get("variants", []) if len(v["box"].get("values", [])) >= 2]
+    picked = [v for v in measured if all(v.get(k) == value for k, value in chosen.items())]
+    if not picked:
+        return []
+    variant = picked[0]
+    worst = {id(v): max(v["box"]["std"], v["mask"]["std"]) for v in measured}
+    spread = worst[id(variant)]
+    lowest = min(measured, key=lambda v: worst[id(v)])
+    interval = std_interval(spread, len(variant["box"]["values"]) - 1)
+    lines = [
+        f"The grid's protocol is \"{variant['label']}\": its larger seed standard "
+        f"deviation (box or mask AP50) is {spread:.2f} [95%: {interval[0]:.2f}, "
+        f"{interval[1]:.2f}]; across the variants measured it ranges from "
+        f"{min(worst.values()):.2f} to {max(worst.values()):.2f}, each estimate as "
+        f"uncertain as its interval says.",
+    ]
+    if lowest is not variant:
+        other = std_interval(worst[id(lowest)], len(lowest["box"]["values"]) - 1)
+        verdict = (
+            "its interval overlaps the protocol's: it is not resolved as less noisy"
+            if other[1] >= interval[0]
+            else "resolved as less noisy than the protocol's"
+        )
+        lines.append(
+            f"The lowest estimate is \"{lowest['label']}\" ({worst[id(lowest)]:.2f}); "
+            f"{verdict}."
+        )
+    try:
+        seeds = seeds_needed(spread, half_width, minimum)
+        lines.append(
+            f"At this spread, {seeds} seeds per model give Welch's 95% interval of a "
+            f"difference a half-width of at most {half_width} AP50, which sizes the grid "
+            f"until its own runs measure the spread."
+        )
+    except ValueError as e:
+        lines.append(str(e))
+    return lines
