@@ -17,7 +17,7 @@ study = load_tool("measure_seed_spread")
 def _fake_run(command, **kwargs):
     option = {command[i]: command[i + 1] for i in range(len(command) - 1)}
     seed = int(option["SEED"])
-    average = option["MODEL_EMA.ENABLED"] == "True" and "--eval-only" not in command
+    average = option.get("MODEL_EMA.ENABLED") == "True" and "--eval-only" not in command
     folder = option["OUTPUT_DIR"]
     if "--eval-only" in command:
         folder = os.path.join(folder, "eval_model_final")
@@ -119,3 +119,16 @@ def test_the_protocol_choice_states_its_spread_with_interval_and_the_seeds_it_ne
     assert 'The lowest estimate is "narrow"' in lines[1]
     assert f"{seeds_needed(spread, 2.5, 3)} seeds per model" in lines[2]
     assert protocol_choice(report, {"recipe": "missing"}, 2.5, 3) == []
+
+
+def test_a_recipe_without_an_average_trains_and_evaluates_once_per_seed(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda c, **k: calls.append(c) or _fake_run(c, **k))
+    monkeypatch.setattr(study, "ensure_data", lambda: None)
+    monkeypatch.setattr(study, "COMMITTED", str(tmp_path / "committed.json"))
+    report = study.main(["--output-dir", str(tmp_path), "--recipes", "long", "--seeds", "0", "1"])
+    assert len(calls) == 2 and not any("--eval-only" in c for c in calls)
+    assert all(c[c.index("SOLVER.MAX_ITER") + 1] == "2200" for c in calls)
+    assert [(v["weights"], v["dataset"]) for v in report["variants"]] == [
+        ("last", "voc_synth_grid_val")
+    ]

@@ -58,6 +58,21 @@ RECIPES = OrderedDict(
                 "val_sets": ["voc_synth_grid_val"],
             },
         ),
+        (
+            "long",
+            {
+                "description": "the demo's, trained twice as long (2,200 iterations), its "
+                "last weights",
+                "config": DEMO_CONFIG,
+                "opts": [
+                    "SOLVER.MAX_ITER",
+                    "2200",
+                    "SOLVER.CHECKPOINT_PERIOD",
+                    "550",
+                ],
+                "val_sets": ["voc_synth_grid_val"],
+            },
+        ),
     ]
 )
 WEIGHTS = OrderedDict([("last", "last weights"), ("ema", "weight average (MODEL_EMA, 0.995)")])
@@ -99,18 +114,23 @@ def _common_opts(recipe: str, seed: int, out: str):
 
 
 def commands(args, recipe: str, seed: int):
-    """The training command of a run (it evaluates the average) and the evaluation of
-    its last weights."""
+    """
+    {weights: (command, its results.json)}: the training run, which evaluates the
+    average of a recipe that keeps one (else its last weights), and for such a recipe
+    the evaluation of the last weights.
+    """
     out = run_dir(args, recipe, seed)
     base = [sys.executable, "tools/train_net.py", "--config-file", RECIPES[recipe]["config"]]
     base += ["--num-gpus", str(args.num_gpus)]
-    train = base + ["--resume"] + _common_opts(recipe, seed, out)
+    train = (
+        base + ["--resume"] + _common_opts(recipe, seed, out),
+        os.path.join(out, "results.json"),
+    )
+    if KEEP_AVERAGE[0] not in RECIPES[recipe]["opts"]:
+        return {"last": train}
     last = base + ["--eval-only"] + _common_opts(recipe, seed, out)
     last += ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth"), "MODEL_EMA.ENABLED", "False"]
-    return [
-        (train, os.path.join(out, "results.json")),
-        (last, os.path.join(out, "eval_model_final", "results.json")),
-    ]
+    return {"ema": train, "last": (last, os.path.join(out, "eval_model_final", "results.json"))}
 
 
 # The generated data of the study: the demo's (train, 200 val images) and the grid's
@@ -155,7 +175,7 @@ def train_missing(args, recorded, on_run_finished=None):
         for seed in args.seeds:
             if seed in recorded.get(recipe, {}):
                 continue
-            for command, result in commands(args, recipe, seed):
+            for command, result in commands(args, recipe, seed).values():
                 if os.path.isfile(os.path.join(REPO_ROOT, result)):
                     continue
                 logger.info(shlex.join(command))
@@ -185,16 +205,13 @@ def finished_runs(args, recipe: str, recorded) -> OrderedDict:
         if name.startswith("seed") and name[4:].isdigit()
     )
     for seed in seeds:
-        paths = {
-            "ema": commands(args, recipe, seed)[0][1],
-            "last": commands(args, recipe, seed)[1][1],
-        }
+        paths = {weights: path for weights, (_, path) in commands(args, recipe, seed).items()}
         if not all(os.path.isfile(os.path.join(REPO_ROOT, p)) for p in paths.values()):
             continue
         run = {"seed": seed, "ap50": {}, "results": paths}
         for weights, path in paths.items():
             record, run["ap50"][weights] = _ap50(os.path.join(REPO_ROOT, path))
-            if weights == "ema":
+            if weights == next(iter(paths)):  # the training run's
                 run["provenance"] = record.get("provenance")
         runs[seed] = run
     return OrderedDict(sorted(runs.items()))
@@ -208,7 +225,10 @@ def collect(args, recorded) -> dict:
         if not per_seed:
             continue
         runs[recipe] = list(per_seed.values())
+        evaluated = set(commands(args, recipe, next(iter(per_seed))))
         for weights, weights_label in WEIGHTS.items():
+            if weights not in evaluated:
+                continue
             for dataset in RECIPES[recipe]["val_sets"]:
                 entry = {
                     "recipe": recipe,
@@ -223,7 +243,7 @@ def collect(args, recorded) -> dict:
                 variants.append(entry)
     return {
         "command": "python tools/measure_seed_spread.py "
-        + shlex.join(["--recipes", *runs, "--seeds", *map(str, args.seeds)]),
+        + shlex.join(["--recipes", *runs, "--seeds", *map(str, args.seeds), "--update-docs"]),
         "model": "AttoNet-A",
         "recipes": {name: RECIPES[name] for name in runs},
         "variants": variants,
