@@ -18,6 +18,7 @@ __all__ = [
     "atomic_write",
     "check_optimizer_matches",
     "last_checkpoint_file",
+    "load_pickled_weights",
     "load_weights_file",
     "unhealthy_tensors",
 ]
@@ -48,9 +49,10 @@ class AtomicCheckpointer(DetectionCheckpointer):
       :func:`unhealthy_tensors`) is not saved, so ``last_checkpoint`` always names a
       model that training can go on from;
     * ``.pth`` files and pycls ``.pyth`` files are loaded with
-      ``torch.load(weights_only=True)``: a crafted file cannot run code (``.pkl`` files
-      go through Detectron2's own reader, which unpickles: take those only from sources
-      you trust);
+      ``torch.load(weights_only=True)``, and Detectron2's ``.pkl`` files (its model zoo's
+      format: numpy arrays in dicts) with an unpickler that builds nothing but numpy
+      arrays and plain data (:func:`load_pickled_weights`): a crafted file cannot run
+      code;
     * resuming refuses a checkpoint whose parameters do not fit the model, and falls back
       from an unreadable last checkpoint to the newest readable one, with a warning.
     """
@@ -127,9 +129,11 @@ class AtomicCheckpointer(DetectionCheckpointer):
         return load_weights_file(f, self.path_manager)
 
     def _load_file(self, filename: str) -> Dict:
-        # fvcore's documented override point for file formats. Detectron2's own reads a
-        # pycls ".pyth" with an unrestricted torch.load: read it weights-only here, and
-        # convert it as Detectron2 does.
+        # fvcore's documented override point for file formats. Detectron2's own unpickles
+        # ".pkl" files and reads a pycls ".pyth" with an unrestricted torch.load: both
+        # are read without running code here, and converted as Detectron2 does.
+        if filename.endswith(".pkl"):
+            return _detectron2_pkl_checkpoint(load_pickled_weights(filename), self.logger)
         if not filename.endswith(".pyth"):
             return super()._load_file(filename)
         data = load_weights_file(filename, self.path_manager)
@@ -338,6 +342,61 @@ def load_weights_file(path: str, path_manager=None) -> Dict:
         ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from e
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    """Builds numpy arrays, dtypes and plain containers; refuses every other global."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in weights")
+
+
+def load_pickled_weights(path: str) -> Dict:
+    """
+    A Detectron2 ``.pkl`` weights file (a pickled dict of numpy arrays, as its model zoo
+    and ``tools/convert-torchvision-to-d2.py`` write them) read with an unpickler that
+    only builds numpy arrays and plain data, so that a crafted file cannot run code.
+
+    Raises:
+        CheckpointError: naming the file, when it is unreadable or holds other objects.
+    """
+    try:
+        with PathManager.open(path, "rb") as f:
+            data = _WeightsUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path} holds Python objects other than numpy arrays and plain data, so "
+            f"unpickling it could run code; it was not loaded ({e})."
+        ) from e
+    except (OSError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a dict of weights.")
+    return data
+
+
+def _detectron2_pkl_checkpoint(data: Dict, logger) -> Dict:
+    # What Detectron2's DetectionCheckpointer makes of an unpickled .pkl: its model zoo's
+    # format as it is, Caffe2 / Detectron1 blobs with name-matching heuristics.
+    if "model" in data and "__author__" in data:
+        logger.info(f"Reading a file from '{data['__author__']}'")
+        return data
+    if "blobs" in data:
+        data = data["blobs"]
+    data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+    return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
 
 # Largest healthy magnitudes. A trained detector's parameters stay near 1 and its BN

@@ -324,3 +324,19 @@ def test_no_tool_unpickles_pyth_weights(synthetic_voc, tmp_path, marker, tool):
     argv += ["--eval-only"] if tool == "eval-only" else []
     with pytest.raises(CheckpointError, match="weights.pyth holds Python objects"):
         train_net.main(train_net.parse_args(argv))
+
+
+def test_a_crafted_pkl_is_refused_and_a_genuine_one_loads(tmp_path, marker):
+    import numpy as np
+
+    with open(tmp_path / "crafted.pkl", "wb") as f:
+        pickle.dump({"model": {"weight": _OpensMarker(marker)}, "__author__": "x"}, f)
+    with pytest.raises(CheckpointError, match="crafted.pkl holds Python objects"):
+        AtomicCheckpointer(torch.nn.Linear(3, 2)).load(str(tmp_path / "crafted.pkl"))
+    # Detectron2's model-zoo format: numpy arrays in a dict.
+    state = {"weight": np.full((2, 3), 0.5, np.float32), "bias": np.zeros(2, np.float32)}
+    with open(tmp_path / "genuine.pkl", "wb") as f:
+        pickle.dump({"model": state, "__author__": "test", "matching_heuristics": False}, f)
+    model = torch.nn.Linear(3, 2)
+    AtomicCheckpointer(model).load(str(tmp_path / "genuine.pkl"))
+    assert torch.equal(model.weight, torch.full((2, 3), 0.5))
