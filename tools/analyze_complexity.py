@@ -28,6 +28,7 @@ from atto_detectron.analysis.report import (
     read_accuracies,
     read_accuracy_file,
 )
+from atto_detectron.engine import parse_args_any_order
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "atto_maskrcnn_voc.yaml")
 
@@ -83,7 +84,7 @@ def get_parser():
 
 def main(argv=None):
     parser = get_parser()
-    args = parser.parse_args(argv)
+    args = parse_args_any_order(parser, argv)
     if min(args.image_size) < 32:
         parser.error(f"--image-size {' '.join(map(str, args.image_size))}: H and W are >= 32")
     logging.basicConfig(level=logging.WARNING)

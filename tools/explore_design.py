@@ -48,6 +48,7 @@ from atto_detectron.design import (
     parse_budget,
     write_report,
 )
+from atto_detectron.engine import parse_args_any_order
 
 logger = logging.getLogger("atto_detectron.design")
 
@@ -207,7 +208,7 @@ def build_evaluator(args):
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    args = parse_args_any_order(get_parser(), argv)
     if args.opts and args.task != "detection":
         raise ValueError(f"config overrides {args.opts} only apply to --task detection")
     setup_logger(name="atto_detectron.design")
