@@ -12,6 +12,7 @@ from detectron2.config import get_cfg
 from detectron2.engine import launch
 
 from atto_detectron import add_attonet_config
+from atto_detectron.engine import runs
 from atto_detectron.tools import train_net
 
 from .conftest import (
@@ -148,7 +149,7 @@ def test_resume_continues_from_the_last_checkpoint(synthetic_voc, tmp_path, monk
     saved = torch.load(tmp_path / "model_0000007.pth")
     assert saved["iteration"] == 7
 
-    cfg = train_net.setup(_args(tmp_path, resume=True, max_iter=12, period=4))
+    cfg = runs.setup(_args(tmp_path, resume=True, max_iter=12, period=4))
     trainer = train_net.AttoTrainer(cfg)
     trainer.resume_or_load(resume=True)
     assert trainer.start_iter == 8
@@ -172,7 +173,7 @@ def test_resume_continues_from_the_last_checkpoint(synthetic_voc, tmp_path, monk
 
 @pytest.mark.slow
 def test_nan_loss_stops_before_the_step(synthetic_voc, tmp_path, monkeypatch):
-    cfg = train_net.setup(_args(tmp_path, max_iter=6, period=2))
+    cfg = runs.setup(_args(tmp_path, max_iter=6, period=2))
     trainer = train_net.AttoTrainer(cfg)
     model = trainer.model
     original_forward = model.forward
@@ -197,7 +198,7 @@ def _two_process_worker(output_dir, voc_root):
 
     threads = train_net.set_cpu_threads()  # as train_net.main does
     args = _args(output_dir, "TEST.EVAL_PERIOD", "0", max_iter=4, period=100, num_gpus=2)
-    cfg = train_net.setup(args)
+    cfg = runs.setup(args)
     trainer = train_net.AttoTrainer(cfg)
     trainer.train()
     weights = {k: v.detach().clone() for k, v in trainer.model.module.named_parameters()}
@@ -221,7 +222,7 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_voc, tmp_path
     assert rank0["iter"] == rank1["iter"] == 4
     # The two CPU processes share the machine's cores instead of each taking all of them.
     assert rank0["threads"] == rank1["threads"] == max(1, (os.cpu_count() or 1) // 2)
-    initial = train_net.AttoTrainer.build_model(train_net.setup(_args(tmp_path / "init")))
+    initial = train_net.AttoTrainer.build_model(runs.setup(_args(tmp_path / "init")))
     changed = 0
     for name, value in rank0["weights"].items():
         torch.testing.assert_close(rank1["weights"][name], value, rtol=0, atol=0)

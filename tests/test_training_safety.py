@@ -34,6 +34,7 @@ from atto_detectron.engine import (
     TrainingDiverged,
     exclusive_output_dir,
     parse_args_any_order,
+    runs,
 )
 from atto_detectron.tools import train_net
 
@@ -105,7 +106,7 @@ def _args(output_dir, *options, **kwargs):
 
 def _train(args):
     """What train_net.main does, without the final evaluation."""
-    trainer = train_net.AttoTrainer(train_net.setup(args))
+    trainer = train_net.AttoTrainer(runs.setup(args))
     trainer.resume_or_load(resume=args.resume)
     trainer.train()
     return trainer
@@ -247,15 +248,15 @@ def test_resume_with_another_freeze_at_is_refused_before_anything_is_written(
 
 def test_eval_only_needs_weights_unless_allowed(tmp_path):
     with pytest.raises(OutputDirError, match="MODEL.WEIGHTS .*--allow-random-weights"):
-        train_net.load_run_config(_args(tmp_path, "--eval-only"))
-    cfg = train_net.load_run_config(_args(tmp_path, "--eval-only", "--allow-random-weights"))
+        runs.load_run_config(_args(tmp_path, "--eval-only"))
+    cfg = runs.load_run_config(_args(tmp_path, "--eval-only", "--allow-random-weights"))
     assert cfg.MODEL.WEIGHTS == "" and cfg.OUTPUT_DIR == str(tmp_path)
 
 
 def test_eval_only_keeps_out_of_a_training_runs_files(tmp_path):
     (tmp_path / "model_0000009.pth").write_bytes(b"")
     (tmp_path / "last_checkpoint").write_text("model_0000009.pth")
-    cfg = train_net.load_run_config(_args(tmp_path, "--eval-only", "--resume"))
+    cfg = runs.load_run_config(_args(tmp_path, "--eval-only", "--resume"))
     assert cfg.MODEL.WEIGHTS == str(tmp_path / "model_0000009.pth")
     assert cfg.OUTPUT_DIR == str(tmp_path / "eval_model_0000009")
 
