@@ -33,7 +33,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from atto_detectron.analysis.detection import _zero_box_regression, fix_test_workload
+from atto_detectron.analysis.detection import fix_test_workload, zero_box_regression
 from atto_detectron.config import load_config
 from atto_detectron.deploy.export import ExportedModel, export_model, prepare_for_export
 from atto_detectron.deploy.fusion import fuse_bn
@@ -89,7 +89,7 @@ def equalize_workload(model: nn.Module) -> nn.Module:
     every backbone). Counts stay the configs' maxima: ``RPN.POST_NMS_TOPK_TEST``
     proposals, ``TEST.DETECTIONS_PER_IMAGE`` detections.
     """
-    _zero_box_regression(model)
+    zero_box_regression(model)
     for layer in (
         model.proposal_generator.rpn_head.objectness_logits,
         model.roi_heads.box_predictor.cls_score,

@@ -22,7 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.solver import LRMultiplier, build_lr_scheduler, build_optimizer
 
 from atto_detectron.analysis.complexity import mult_adds_by_module
-from atto_detectron.analysis.detection import fix_test_workload
+from atto_detectron.analysis.detection import fix_test_workload, zero_box_regression
 from atto_detectron.config import load_config
 
 from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
@@ -178,22 +178,10 @@ def test_lazy_model_is_the_yacs_model(lazy_name, yacs_name):
         assert lazy_structure[name] == yacs_structure[name], name
 
 
-def _zero_box_regression(model):
-    # As detection_complexity: every anchor and proposal stays a valid box whatever the
-    # random weights, so both models see the same number of boxes.
-    for layer in (
-        model.proposal_generator.rpn_head.anchor_deltas,
-        model.roi_heads.box_predictor.bbox_pred,
-    ):
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
-    return model
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("lazy_name, yacs_name", PAIRS, ids=PAIR_IDS)
 def test_lazy_model_has_the_yacs_mult_adds(lazy_name, yacs_name):
-    lazy, yacs = (_zero_box_regression(m) for m in _build_models(lazy_name, yacs_name, True))
+    lazy, yacs = (zero_box_regression(m) for m in _build_models(lazy_name, yacs_name, True))
     inputs = [{"image": torch.zeros(3, 128, 160), "height": 128, "width": 160}]
     lazy_mult_adds = mult_adds_by_module(lazy, inputs)
     yacs_mult_adds = mult_adds_by_module(yacs, inputs)

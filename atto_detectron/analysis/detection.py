@@ -19,6 +19,7 @@ __all__ = [
     "r50_fpn_maskrcnn_config",
     "fix_test_workload",
     "detection_complexity",
+    "zero_box_regression",
 ]
 
 R50_FPN_MASKRCNN_ZOO_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
@@ -49,7 +50,7 @@ def fix_test_workload(cfg: CfgNode) -> CfgNode:
     A copy of ``cfg`` with the NMS and score thresholds of inference switched off, so
     that the RPN returns ``RPN.POST_NMS_TOPK_TEST`` proposals and the box head keeps
     ``TEST.DETECTIONS_PER_IMAGE`` detections for the mask head: the most work the
-    config allows per image, whatever the weights (see :func:`_zero_box_regression`).
+    config allows per image, whatever the weights (see :func:`zero_box_regression`).
     """
     cfg = cfg.clone()
     cfg.defrost()
@@ -59,7 +60,7 @@ def fix_test_workload(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def _zero_box_regression(model: nn.Module) -> nn.Module:
+def zero_box_regression(model: nn.Module) -> nn.Module:
     # Random box deltas can make boxes empty or non-finite, which the RPN and the box
     # head then drop; zero deltas keep every anchor and proposal valid. Mult-adds do not
     # depend on weight values, so only the number of boxes changes.
@@ -94,7 +95,7 @@ def detection_complexity(cfg: CfgNode, image_size=(800, 1067)) -> Dict:
         :data:`DETECTOR_PARTS`), "image_size", "proposals" and "detections".
     """
     cfg = fix_test_workload(cfg)
-    model = _zero_box_regression(build_model(cfg)).eval()
+    model = zero_box_regression(build_model(cfg)).eval()
     height, width = image_size
     inputs = [{"image": torch.zeros(3, height, width), "height": height, "width": width}]
     return {
