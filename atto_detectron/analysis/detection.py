@@ -61,9 +61,12 @@ def fix_test_workload(cfg: CfgNode) -> CfgNode:
 
 
 def zero_box_regression(model: nn.Module) -> nn.Module:
-    # Random box deltas can make boxes empty or non-finite, which the RPN and the box
-    # head then drop; zero deltas keep every anchor and proposal valid. Mult-adds do not
-    # depend on weight values, so only the number of boxes changes.
+    """
+    Zeroes the box regression of a GeneralizedRCNN's RPN and box head (in place; returns
+    it). Random box deltas can make boxes empty or non-finite, which the RPN and the box
+    head then drop; zero deltas keep every anchor and proposal valid, so models with
+    random weights process the configs' maxima of boxes.
+    """
     for layer in (
         model.proposal_generator.rpn_head.anchor_deltas,
         model.roi_heads.box_predictor.bbox_pred,
