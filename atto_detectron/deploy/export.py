@@ -61,6 +61,7 @@ __all__ = [
     "MODEL_FILES",
     "FORMAT_ENGINES",
     "INFO_FILE",
+    "read_export_info",
     "EmptyBatchGroupNorm",
     "prepare_for_export",
     "backbone_input",
@@ -434,6 +435,30 @@ def openvino_config(num_threads: Optional[int] = None) -> Dict[str, str]:
     }
 
 
+def read_export_info(export_dir: str) -> Dict:
+    """
+    The ``export_info.json`` of an export folder, as a dict.
+
+    Raises:
+        FileNotFoundError: the folder has none (it is not an export folder).
+        ValueError: the file is not a JSON object; both name the file and the fix.
+    """
+    path = os.path.join(export_dir, INFO_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} not found: {export_dir!r} is not an export folder of "
+            f"tools/export_model.py (expected {INFO_FILE} and a model file)"
+        )
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} cannot be read ({e}); export the model again.") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} holds no JSON object; export the model again.")
+    return info
+
+
 class ExportedModel:
     """
     Runs what :func:`export_model` (or :mod:`.quantize`) wrote, with one of the engines of
@@ -473,13 +498,7 @@ class ExportedModel:
                 for ONNX).
         """
         info_path = os.path.join(export_dir, INFO_FILE)
-        if not os.path.isfile(info_path):
-            raise FileNotFoundError(
-                f"{info_path} not found: {export_dir!r} is not an export folder of "
-                f"tools/export_model.py (expected {INFO_FILE} and a model file)"
-            )
-        with open(info_path) as f:
-            self.info = json.load(f)
+        self.info = read_export_info(export_dir)
         self.format = self.info.get("format")
         self.method = self.info.get("method")
         self.backbone_only = self.info.get("backbone_only")

@@ -67,7 +67,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, detection_utils
 from detectron2.data import transforms as T
 
-from .export import FORMAT_ENGINES, INFO_FILE, MODEL_FILES
+from .export import FORMAT_ENGINES, INFO_FILE, MODEL_FILES, read_export_info
 from .inputs import image_tensor
 
 __all__ = [
@@ -176,13 +176,7 @@ def calibration_images(
 
 def _read_info(export_dir: str) -> Dict:
     path = os.path.join(export_dir, INFO_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path} not found: quantize an export folder of tools/export_model.py "
-            f"(--format onnx)"
-        )
-    with open(path) as f:
-        info = json.load(f)
+    info = read_export_info(export_dir)
     if info.get("format") != "onnx":
         raise ValueError(
             f"{path}: format {info.get('format')!r}; INT8 quantization takes an ONNX export "
@@ -528,8 +522,7 @@ def export_engines(export_dir: str) -> Dict[str, Tuple[str, str]]:
     "torchscript"; an ONNX export: "onnxruntime", "openvino", and the INT8 engines whose
     folders exist.
     """
-    with open(os.path.join(export_dir, INFO_FILE)) as f:
-        export_format = json.load(f).get("format")
+    export_format = read_export_info(export_dir).get("format")
     engines = {e: (export_dir, e) for e in FORMAT_ENGINES.get(export_format, ())}
     for engine in INT8_ENGINES:
         folder = int8_dir(export_dir, engine)
