@@ -1,41 +1,13 @@
-import importlib.util
+"""Fixtures of the test suite; the shared helpers and constants are in helpers.py."""
+
 import os
 
 import pytest
 import torch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO_ROOT, "configs")
+from .helpers import SYNTH_LONG_SIDE, SYNTH_SEED, SYNTH_SIZES, register_synthetic_voc
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-# The generated VOC-layout data the tests train and evaluate on (see synthetic_voc).
-SYNTH_SEED = 0
-SYNTH_SIZES = {"train": 8, "val": 8}
-SYNTH_LONG_SIDE = 256
-SYNTH_DATASETS = {"train": "synth_test_train", "val": "synth_test_val"}
-
-
-def load_tool(name):
-    """The module of ``tools/<name>.py`` (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO_ROOT, "tools", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def register_synthetic_voc(voc_root):
-    """Registers the splits of ``voc_root`` as SYNTH_DATASETS (once per process)."""
-    from detectron2.data import DatasetCatalog
-
-    from atto_detectron.data import register_voc_instances
-
-    for split, name in SYNTH_DATASETS.items():
-        if name not in DatasetCatalog.list():
-            cache = os.path.join(os.path.dirname(voc_root), "coco_json")
-            register_voc_instances(name, voc_root, split, json_cache_dir=cache)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from atto_detectron.analysis.backbone_grid import (
 )
 from atto_detectron.analysis.intervals import format_difference, welch_interval
 
-from .conftest import REPO_ROOT, load_tool
+from .helpers import REPO_ROOT, load_tool
 
 grid = load_tool("train_backbone_grid")
 

@@ -22,7 +22,7 @@ from atto_detectron.classification import (
 )
 from atto_detectron.synthetic import make_synthetic_imagefolder, synthetic_class_names
 
-from .conftest import load_tool
+from .helpers import load_tool
 
 # AttoNet-D's layers on 24x24 images are too small to gain from a second thread.
 pytestmark = pytest.mark.usefixtures("one_thread")

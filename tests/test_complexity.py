@@ -17,7 +17,7 @@ from atto_detectron.analysis.paper_reference import TABLE2
 from atto_detectron.analysis.report import complexity_report, format_report, parse_accuracies
 from atto_detectron.config import load_config
 
-from .conftest import CONFIGS, REPO_ROOT
+from .helpers import CONFIGS, REPO_ROOT
 
 # Counting runs each model once: a second thread gains little there (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,7 +86,7 @@ def test_parse_accuracies():
 
 
 def test_an_image_size_too_small_to_run_is_refused(capsys):
-    from .conftest import load_tool
+    from .helpers import load_tool
 
     with pytest.raises(SystemExit):
         load_tool("analyze_complexity").main(["--image-size", "0", "0"])

@@ -15,8 +15,7 @@ from atto_detectron import add_attonet_config, build_attonet_classifier
 from atto_detectron.checkpoint import AtomicCheckpointer
 from atto_detectron.classification import PIXEL_MEAN_RGB, PIXEL_STD_RGB
 
-from .conftest import CONFIGS, load_tool
-from .helpers import assert_close_to_scale
+from .helpers import CONFIGS, assert_close_to_scale, load_tool
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -18,7 +18,7 @@ from atto_detectron.config import load_config
 from atto_detectron.tools import demo
 from atto_detectron.visualization import VisualizationPredictor, load_image, output_paths
 
-from .conftest import CONFIGS, SYNTH_DATASETS
+from .helpers import CONFIGS, SYNTH_DATASETS
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")

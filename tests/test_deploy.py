@@ -16,8 +16,7 @@ from atto_detectron.analysis.detection import r50_fpn_maskrcnn_config
 from atto_detectron.config import load_config
 from atto_detectron.deploy import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
 
-from .conftest import CONFIGS, REPO_ROOT
-from .helpers import SCALE_TOLERANCE, assert_close_to_scale
+from .helpers import CONFIGS, REPO_ROOT, SCALE_TOLERANCE, assert_close_to_scale
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")

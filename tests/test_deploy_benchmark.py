@@ -18,7 +18,7 @@ from benchmarks.engines import (
     synthetic_training_batch,
 )
 
-from .conftest import CONFIGS
+from .helpers import CONFIGS
 
 # Few proposals and detections keep the heads cheap for these checks.
 SMALL_WORKLOAD = ["MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10"]

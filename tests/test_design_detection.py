@@ -26,8 +26,7 @@ from atto_detectron.design import (
 )
 from atto_detectron.engine import AttoTrainer
 
-from .conftest import CONFIGS, SYNTH_DATASETS
-from .helpers import assert_close_to_scale
+from .helpers import CONFIGS, SYNTH_DATASETS, assert_close_to_scale
 from .test_design import _randomize_norms
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")

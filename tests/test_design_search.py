@@ -39,7 +39,7 @@ from atto_detectron.design import (
 )
 from atto_detectron.synthetic import make_synthetic_imagefolder
 
-from .conftest import CONFIGS, load_tool
+from .helpers import CONFIGS, load_tool
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import atto_detectron
 from atto_detectron import AttoNet, add_attonet_config
 from atto_detectron.config import load_config
 
-from .conftest import CONFIGS, REPO_ROOT
+from .helpers import CONFIGS, REPO_ROOT
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")

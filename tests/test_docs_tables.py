@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from .conftest import REPO_ROOT, load_tool
+from .helpers import REPO_ROOT, load_tool
 
 DOCS = os.path.join(REPO_ROOT, "docs")
 RESULTS = os.path.join(DOCS, "results")

@@ -22,8 +22,7 @@ from atto_detectron.deploy import (
 )
 from atto_detectron.tools import export_model as export_tool
 
-from .conftest import CONFIGS
-from .helpers import assert_close_to_scale
+from .helpers import CONFIGS, assert_close_to_scale
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")

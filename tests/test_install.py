@@ -22,7 +22,7 @@ import sysconfig
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

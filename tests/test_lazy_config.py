@@ -25,7 +25,7 @@ from atto_detectron.analysis.complexity import mult_adds_by_module
 from atto_detectron.analysis.detection import fix_test_workload, zero_box_regression
 from atto_detectron.config import load_config
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
+from .helpers import CONFIGS, REPO_ROOT, SYNTH_DATASETS
 
 # Each LazyConfig and the yacs config whose model, data and schedule it has.
 PAIRS = [

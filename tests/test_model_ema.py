@@ -15,7 +15,7 @@ from atto_detectron.engine import ModelEMA, load_ema_weights, load_ema_weights_i
 from atto_detectron.engine.ema import CHECKPOINT_KEY
 from atto_detectron.tools import train_net
 
-from .conftest import CONFIGS, SYNTH_DATASETS
+from .helpers import CONFIGS, SYNTH_DATASETS
 
 
 def _toy():

@@ -13,7 +13,7 @@ from detectron2.config import CfgNode
 from atto_detectron import model_zoo
 from atto_detectron.model_zoo import model_zoo as model_zoo_module
 
-from .conftest import CONFIGS
+from .helpers import CONFIGS
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,7 +6,7 @@ from importlib import metadata
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .helpers import REPO_ROOT
 
 
 def test_install_requires_leaves_detectron2_and_opencv_to_the_user():

@@ -15,7 +15,7 @@ from atto_detectron.analysis.complexity import count_parameters
 from atto_detectron.config import load_config
 from atto_detectron.modeling import StagedBackbone, mobilenet_v2_backbone, shufflenet_v2_backbone
 
-from .conftest import CONFIGS
+from .helpers import CONFIGS
 from .test_detectron2_integration import _train_step_and_infer
 
 # These small models and inputs gain nothing from a second thread (see one_thread).

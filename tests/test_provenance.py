@@ -14,7 +14,7 @@ from atto_detectron.engine.provenance import (
     training_speed,
 )
 
-from .conftest import CONFIGS
+from .helpers import CONFIGS
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 

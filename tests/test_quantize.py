@@ -30,7 +30,7 @@ from atto_detectron.deploy.quantize import (
 from atto_detectron.tools import export_model as export_tool
 from benchmarks.engines import build_benchmark_model
 
-from .conftest import SYNTH_DATASETS
+from .helpers import SYNTH_DATASETS
 from .test_export import D_CONFIG, SMALL
 
 pytest.importorskip("openvino")

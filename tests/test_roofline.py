@@ -23,7 +23,7 @@ from atto_detectron.config import load_config
 from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
 from benchmarks.engines import build_benchmark_model
 
-from .conftest import CONFIGS
+from .helpers import CONFIGS
 
 D_CONFIG = os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")
 # AttoNet-D Mask R-CNN on a small image with few proposals and detections.

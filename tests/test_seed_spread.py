@@ -9,7 +9,7 @@ import pytest
 
 from atto_detectron.analysis.seed_spread import format_seed_spread
 
-from .conftest import load_tool
+from .helpers import load_tool
 
 study = load_tool("measure_seed_spread")
 

@@ -12,7 +12,7 @@ from atto_detectron.data import VOC_CLASS_NAMES, voc_palette
 from atto_detectron.synthetic import SYNTHETIC_CLASSES, render_sample
 from atto_detectron.synthetic.voc import write_sbd_sample
 
-from .conftest import SYNTH_SIZES, load_tool
+from .helpers import SYNTH_SIZES, load_tool
 
 
 @pytest.fixture(scope="module")

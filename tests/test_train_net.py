@@ -15,7 +15,7 @@ from atto_detectron import add_attonet_config
 from atto_detectron.engine import runs
 from atto_detectron.tools import train_net
 
-from .conftest import (
+from .helpers import (
     CONFIGS,
     REPO_ROOT,
     SYNTH_DATASETS,

@@ -38,7 +38,7 @@ from atto_detectron.engine import (
 )
 from atto_detectron.tools import train_net
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS, register_synthetic_voc
+from .helpers import CONFIGS, REPO_ROOT, SYNTH_DATASETS, register_synthetic_voc
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 TRAIN, VAL = SYNTH_DATASETS["train"], SYNTH_DATASETS["val"]
@@ -283,7 +283,7 @@ def _run_killed(output_dir, voc_root, kill_after_iteration):
     """tools/train_net.py in a child process, killed with SIGKILL during training."""
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from tests.conftest import load_tool, register_synthetic_voc;"
+        "from tests.helpers import load_tool, register_synthetic_voc;"
         "register_synthetic_voc(sys.argv[2]);"
         "from atto_detectron.tools import train_net;"
         "train_net.main(train_net.parse_args(sys.argv[3:]))"
@@ -422,7 +422,7 @@ def test_a_diverging_learning_rate_stops_at_the_last_healthy_checkpoint(syntheti
 def test_divergence_on_the_command_line_is_one_message(synthetic_voc, tmp_path):
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from tests.conftest import load_tool, register_synthetic_voc;"
+        "from tests.helpers import load_tool, register_synthetic_voc;"
         "register_synthetic_voc(sys.argv[2]);"
         "from atto_detectron.tools import train_net; train_net.cli(sys.argv[3:])"
     )

@@ -34,7 +34,7 @@ from atto_detectron.design import (
 from atto_detectron.tools import export_model
 from atto_detectron.visualization import VisualizationPredictor
 
-from .conftest import CONFIGS, SYNTH_DATASETS, load_tool
+from .helpers import CONFIGS, SYNTH_DATASETS, load_tool
 
 
 class _OpensMarker:

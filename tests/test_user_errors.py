@@ -18,7 +18,7 @@ from atto_detectron.checkpoint import AtomicCheckpointer, CheckpointWriteError
 from atto_detectron.config import ConfigError, load_config
 from atto_detectron.tools import train_net
 
-from .conftest import CONFIGS, REPO_ROOT, SYNTH_DATASETS
+from .helpers import CONFIGS, REPO_ROOT, SYNTH_DATASETS
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 

@@ -32,7 +32,7 @@ from atto_detectron.data import (
 from atto_detectron.data import voc_instances as voc_instances_module
 from atto_detectron.synthetic import render_sample, write_synthetic_sbd, write_synthetic_voc
 
-from .conftest import REPO_ROOT, SYNTH_DATASETS, SYNTH_LONG_SIDE, SYNTH_SEED, SYNTH_SIZES
+from .helpers import REPO_ROOT, SYNTH_DATASETS, SYNTH_LONG_SIDE, SYNTH_SEED, SYNTH_SIZES
 
 
 @pytest.fixture
