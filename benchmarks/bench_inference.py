@@ -30,7 +30,7 @@ from atto_detectron.analysis.complexity import count_parameters
 from atto_detectron.analysis.detection import detection_complexity
 from atto_detectron.config import load_config
 from atto_detectron.deploy import image_tensor, synthetic_image
-from atto_detectron.deploy.quantize import calibration_images
+from atto_detectron.deploy.calibration import calibration_images
 from benchmarks.common import (
     BENCHMARKS_DOC,
     MODELS,

@@ -18,13 +18,12 @@ from atto_detectron.deploy import (
     reference_outputs,
     synthetic_image,
 )
+from atto_detectron.deploy.calibration import calibration_images
+from atto_detectron.deploy.int8_placement import int8_agreement, quantization_placement
 from atto_detectron.deploy.quantize import (
     INT8_ENGINES,
-    calibration_images,
     export_engines,
-    int8_agreement,
     int8_dir,
-    quantization_placement,
     quantize_export,
 )
 from atto_detectron.tools import export_model as export_tool

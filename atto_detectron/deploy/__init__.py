@@ -4,6 +4,7 @@ onnxruntime or OpenVINO), INT8 post-training quantization, CPU allocator.
 """
 
 from .allocator import ALLOCATORS, keep_freed_memory, use_allocator
+from .calibration import calibration_images
 from .export import (
     DEFAULT_ONNX_OPSET,
     EXPORT_FORMATS,
@@ -21,13 +22,11 @@ from .export import (
 )
 from .fusion import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
 from .inputs import detector_inputs, image_tensor, synthetic_image
+from .int8_placement import int8_agreement, quantization_placement
 from .quantize import (
     INT8_ENGINES,
-    calibration_images,
     export_engines,
-    int8_agreement,
     int8_dir,
-    quantization_placement,
     quantize_export,
     quantize_onnxruntime,
     quantize_openvino,

@@ -57,15 +57,14 @@ from atto_detectron.deploy import (
     prepare_for_export,
     reference_outputs,
 )
-from atto_detectron.deploy.inputs import image_tensor, synthetic_image
-from atto_detectron.deploy.quantize import (
+from atto_detectron.deploy.calibration import (
     DEFAULT_CALIBRATION_IMAGES,
     calibration_images,
-    export_engines,
-    int8_agreement,
-    quantize_export,
     resize_for_test,
 )
+from atto_detectron.deploy.inputs import image_tensor, synthetic_image
+from atto_detectron.deploy.int8_placement import int8_agreement
+from atto_detectron.deploy.quantize import export_engines, quantize_export
 from atto_detectron.engine import load_ema_weights_if_enabled, parse_args_any_order
 from atto_detectron.engine.results import summarize_ap
 
