@@ -26,10 +26,10 @@ from atto_detectron.data import (
     VOCDataError,
     load_voc_instances,
     register_voc_instances,
+    voc_files,
     voc_palette,
     voc_split_names,
 )
-from atto_detectron.data import voc_instances as voc_instances_module
 from atto_detectron.synthetic import render_sample, write_synthetic_sbd, write_synthetic_voc
 
 from .helpers import REPO_ROOT, SYNTH_DATASETS, SYNTH_LONG_SIDE, SYNTH_SEED, SYNTH_SIZES
@@ -468,7 +468,7 @@ def test_sbd_without_scipy_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "scipy.io", None)
     path = str(tmp_path / "inst" / "x.mat")
     with pytest.raises(ImportError, match="x.mat.*needs scipy"):
-        voc_instances_module._read_sbd_mat(path, "GTinst")
+        voc_files._read_sbd_mat(path, "GTinst")
 
 
 # SBD as the generator writes it: VOC train 0..7 and val 0..7 (PNGs), SBD train 0..9 and

@@ -30,6 +30,8 @@ _PREDEFINED_SPLITS_VOC_INSTANCES = {
     "voc_synth_grid_val": ("VOCsynth_grid/VOC2012", "val", None),
 }
 
+# Written next to the split lists of a generated folder: the arguments it was generated with.
+GENERATOR_FILE = "generator.json"
 # How tools/make_synthetic_voc.py writes each generated folder.
 SYNTHETIC_FOLDER_ARGS = {
     "VOCsynth": "",

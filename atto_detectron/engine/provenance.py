@@ -136,7 +136,7 @@ def dataset_generators(dataset_names: Iterable[str]) -> Dict[str, Optional[Dict]
     """
     from detectron2.data import MetadataCatalog
 
-    from ..synthetic.voc import GENERATOR_FILE
+    from ..data.builtin import GENERATOR_FILE
 
     generators = {}
     for name in dataset_names:
