@@ -66,11 +66,12 @@ classify-demo: $(SYNTH_IMAGEFOLDER)/dataset.json
 		$(CLASSIFY_OUTPUT)/attonet_a_d2.pkl
 
 # Machine-driven design exploration on the generated ImageFolder data: a family of
-# AttoNets that meet configs/design/synth_classification.yaml and beat the prototype's
-# NetScore (report.md, family.png and spec files in output/design_demo).
+# AttoNets that meet projects/DesignExploration/configs/synth_classification.yaml and beat
+# the prototype's NetScore (report.md, family.png and spec files in output/design_demo).
 explore-demo: $(SYNTH_IMAGEFOLDER)/dataset.json
-	$(PY) tools/explore_design.py --task classification --data $(SYNTH_IMAGEFOLDER) \
-		--requirements configs/design/synth_classification.yaml --budget 12 --resume \
+	$(PY) projects/DesignExploration/explore_design.py --task classification \
+		--data $(SYNTH_IMAGEFOLDER) --budget 12 --resume \
+		--requirements projects/DesignExploration/configs/synth_classification.yaml \
 		--output output/design_demo
 
 # Inference and training speed and memory of Atto-MaskRCNN A..D against ResNet-50-FPN
@@ -82,16 +83,16 @@ bench:
 
 # Mask R-CNN with each backbone of the grid (AttoNet-A..D, AttoNet-A with Detectron2's
 # head widths, MobileNet-V2, ShuffleNet-V2, ResNet-50) under the comparison protocol of
-# configs/synth/grid/: a learning-rate check per model, then as many seeds as the 95%
+# projects/BackboneGrid/configs/: a learning-rate check per model, then as many seeds as the 95%
 # intervals need: days on 2 CPU cores. It resumes where it stopped and rewrites
 # docs/results/backbone_grid.json, docs/MODEL_ZOO.md, its plots and README's results.
 backbone-grid:
-	$(PY) tools/train_backbone_grid.py --update-docs
+	$(PY) projects/BackboneGrid/train_backbone_grid.py --update-docs
 
 # How far AP50 moves between seeds of AttoNet-A, per recipe, weights and validation set
 # (docs/results/seed_spread.json; the grid's protocol was chosen from it).
 seed-spread:
-	$(PY) tools/measure_seed_spread.py --update-docs
+	$(PY) projects/BackboneGrid/measure_seed_spread.py --update-docs
 
 env:
 	@tools/ensure_env.sh

@@ -33,7 +33,7 @@ def add_attonet_config(cfg):
         VARIANT: "A".."D" (or "AttoNet-A".."AttoNet-D"), the networks of Table 1.
         SPEC: path of a spec file (yaml/json, the format of
             :func:`atto_detectron.modeling.save_attonet_spec`) describing another AttoNet,
-            e.g. one found by tools/explore_design.py; when set, it replaces VARIANT.
+            e.g. one found by projects/DesignExploration; when set, it replaces VARIANT.
         OUT_FEATURES: outputs among "stem", "res2".."res5" (strides 4, 4, 8, 16, 32).
         NORM: "BN", "SyncBN", "FrozenBN", "GN" (groups adapted to AttoNet widths), "".
 

@@ -24,7 +24,7 @@ MODELS = OrderedDict(
         ("AttoNet-D", os.path.join(CONFIGS, "atto_maskrcnn_voc_D.yaml")),
         ("R50-FPN", os.path.join(CONFIGS, "mask_rcnn_R_50_FPN_voc.yaml")),
         # AttoNet-A with Detectron2's FPN and head widths, and the peer backbones in
-        # Atto-MaskRCNN's FPN and heads (tools/train_backbone_grid.py).
+        # Atto-MaskRCNN's FPN and heads (projects/BackboneGrid/train_backbone_grid.py).
         ("AttoNet-A-d2heads", os.path.join(CONFIGS, "atto_maskrcnn_voc_d2heads.yaml")),
         ("MobileNetV2-FPN", os.path.join(CONFIGS, "mask_rcnn_mobilenet_v2_FPN_voc.yaml")),
         ("ShuffleNetV2-FPN", os.path.join(CONFIGS, "mask_rcnn_shufflenet_v2_FPN_voc.yaml")),
@@ -272,10 +272,8 @@ def format_table(
     """
     A markdown table per model, size and engine: median wall time and its interquartile
     range, the ratios to the baseline (medians, paired rounds, CPU time), memory and
-    mult-adds.
+    mult-adds. Cells are not padded to the column width, as in the roofline tables.
     """
-    from tabulate import tabulate
-
     rows = []
     for name, record in results.items():
         for short in sizes:
@@ -313,7 +311,118 @@ def format_table(
         "mult-adds G",
         "baseline / model",
     ]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    lines = ["| " + " | ".join(str(cell) for cell in line) + " |" for line in [headers] + rows]
+    lines.insert(1, "|:--|--:|:--|" + "--:|" * (len(headers) - 3))
+    return "\n".join(lines)
+
+
+def report_figure(
+    results: Dict,
+    accuracy: Dict,
+    sizes: Sequence[int],
+    engines: Sequence[str],
+    time_label: str,
+    memory_engine: str,
+    memory_key: str,
+    memory_label: str,
+):
+    """
+    The figure of :func:`plot_report`, or None when no panel has data. Panels: time vs
+    shortest edge (median with interquartile bars, one line style per engine),
+    mult-adds vs shortest edge, memory vs shortest edge, and mask AP (box AP when there
+    is no mask AP) vs mult-adds at the largest size. A panel without data is left out,
+    so a report of latency alone is a single panel.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = ["-", "--", ":", "-."]
+    timed, madds, memory = [], [], []
+    for name, record in results.items():
+        color = COLORS.get(name)
+        entries = [record["sizes"][str(s)] for s in sizes]
+        for engine, style in zip(engines, styles):
+            if all(engine in e["latency_s"] for e in entries):
+                stats = [e["latency_s"][engine] for e in entries]
+                timed.append((f"{name} ({engine})", color, style, stats))
+        if all("mult_adds" in e for e in entries):
+            values = [e["mult_adds"]["total"] / 1e9 for e in entries]
+            madds.append((name, color, values))
+        if all(memory_engine in e.get("memory", {}) for e in entries):
+            values = [e["memory"][memory_engine][memory_key] for e in entries]
+            memory.append((name, color, values))
+    largest = str(max(sizes))
+    points = []
+    for name, acc in accuracy.items():
+        counted = results.get(name, {}).get("sizes", {}).get(largest, {}).get("mult_adds")
+        value = (acc or {}).get("APm", (acc or {}).get("APd"))
+        if counted and value is not None:
+            points.append((name, counted["total"] / 1e9, value))
+
+    def draw_time(ax):
+        for label, color, style, stats in timed:
+            medians = [s["median"] * 1000 for s in stats]
+            errors = [
+                [(s["median"] - s["q1"]) * 1000 for s in stats],
+                [(s["q3"] - s["median"]) * 1000 for s in stats],
+            ]
+            ax.errorbar(
+                sizes,
+                medians,
+                yerr=errors,
+                fmt="o" + style,
+                color=color,
+                capsize=3,
+                markersize=4,
+                label=label,
+            )
+        ax.set(xlabel="shortest edge (px)", ylabel=f"{time_label} (ms; median, IQR)")
+        ax.set_title(time_label)
+
+    def draw_lines(series, ylabel, title):
+        def draw(ax):
+            for name, color, values in series:
+                ax.plot(sizes, values, "o-", color=color, label=name)
+            ax.set(xlabel="shortest edge (px)", ylabel=ylabel)
+            ax.set_title(title)
+
+        return draw
+
+    def draw_accuracy(ax):
+        for name, x, y in points:
+            ax.scatter([x], [y], color=COLORS.get(name), label=name)
+            ax.annotate(name, (x, y))
+        ax.set(xlabel=f"mult-adds at shortest edge {largest} (G)", ylabel="mask AP (%)")
+        ax.set_title("Accuracy vs mult-adds")
+
+    panels = [
+        draw
+        for data, draw in (
+            (timed, draw_time),
+            (
+                madds,
+                draw_lines(madds, "mult-adds (G)", "Mult-adds of one inference (fixed workload)"),
+            ),
+            (memory, draw_lines(memory, f"MB ({memory_key})", memory_label)),
+            (points, draw_accuracy),
+        )
+        if data
+    ]
+    if not panels:
+        return None
+    columns = min(len(panels), 2)
+    rows = (len(panels) + columns - 1) // columns
+    fig = plt.figure(figsize=(6 * columns, 4.5 * rows))
+    for index, draw in enumerate(panels):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        draw(ax)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def plot_report(
@@ -326,92 +435,29 @@ def plot_report(
     memory_engine: str,
     memory_key: str,
     memory_label: str,
-):
+) -> Optional[str]:
     """
-    A 2x2 PNG: time vs shortest edge (median with interquartile bars, one line style per
-    engine), mult-adds vs shortest edge, peak memory vs shortest edge, and mask AP (box
-    AP when there is no mask AP) vs mult-adds at the largest size, for the models with
-    results.
+    Writes :func:`report_figure` as a PNG to ``path``: up to four panels, those with
+    data (the accuracy panel only for models with results). Returns ``path``, or None
+    (and writes nothing) when no panel has data.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    fig = report_figure(
+        results, accuracy, sizes, engines, time_label, memory_engine, memory_key, memory_label
+    )
+    if fig is None:
+        return None
     import matplotlib.pyplot as plt
 
-    styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
-    (ax_time, ax_madds), (ax_memory, ax_accuracy) = axes
-    for name, record in results.items():
-        color = COLORS.get(name)
-        entries = [record["sizes"][str(s)] for s in sizes]
-        for engine, style in zip(engines, styles):
-            if not all(engine in e["latency_s"] for e in entries):
-                continue
-            stats = [e["latency_s"][engine] for e in entries]
-            medians = [s["median"] * 1000 for s in stats]
-            errors = [
-                [(s["median"] - s["q1"]) * 1000 for s in stats],
-                [(s["q3"] - s["median"]) * 1000 for s in stats],
-            ]
-            ax_time.errorbar(
-                sizes,
-                medians,
-                yerr=errors,
-                fmt="o" + style,
-                color=color,
-                capsize=3,
-                markersize=4,
-                label=f"{name} ({engine})",
-            )
-        if all("mult_adds" in e for e in entries):
-            madds = [e["mult_adds"]["total"] / 1e9 for e in entries]
-            ax_madds.plot(sizes, madds, "o-", color=color, label=name)
-        if all(memory_engine in e.get("memory", {}) for e in entries):
-            memory = [e["memory"][memory_engine][memory_key] for e in entries]
-            ax_memory.plot(sizes, memory, "o-", color=color, label=name)
-    ax_time.set(xlabel="shortest edge (px)", ylabel=f"{time_label} (ms; median, IQR)")
-    ax_time.set_title(time_label)
-    ax_madds.set(xlabel="shortest edge (px)", ylabel="mult-adds (G)")
-    ax_madds.set_title("Mult-adds of one inference (fixed workload)")
-    ax_memory.set(xlabel="shortest edge (px)", ylabel=f"MB ({memory_key})")
-    ax_memory.set_title(memory_label)
-
-    largest = str(max(sizes))
-    points = []
-    for name, acc in accuracy.items():
-        madds = results.get(name, {}).get("sizes", {}).get(largest, {}).get("mult_adds")
-        value = (acc or {}).get("APm", (acc or {}).get("APd"))
-        if madds and value is not None:
-            points.append((name, madds["total"] / 1e9, value))
-    for name, madds, value in points:
-        ax_accuracy.scatter([madds], [value], color=COLORS.get(name), label=name)
-        ax_accuracy.annotate(name, (madds, value))
-    ax_accuracy.set(xlabel=f"mult-adds at shortest edge {largest} (G)", ylabel="mask AP (%)")
-    ax_accuracy.set_title("Accuracy vs mult-adds")
-    if not points:
-        ax_accuracy.text(
-            0.5,
-            0.5,
-            "no results.json of trained models found\n(see --results)",
-            ha="center",
-            va="center",
-            transform=ax_accuracy.transAxes,
-        )
-    for ax in axes.flat:
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
 
 
 BENCHMARKS_DOC = os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md")
 BENCHMARKS_DOC_INTRO = """# Benchmarks
 
-Measured tables of the benchmark scripts in `benchmarks/` (see the README's
-"Benchmarks" section for what they measure and how). Each section between a
+Measured tables of the benchmark scripts in `benchmarks/`. Each section between a
 `<!-- NAME:begin -->` and a `<!-- NAME:end -->` comment is written by the script that
 measures it, from its JSON: rerun the script (or regenerate from the JSON) rather than
 editing it by hand. Text outside the markers is kept.

@@ -23,7 +23,6 @@ from collections import OrderedDict, defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from atto_detectron.analysis.roofline import PartTimer
 from atto_detectron.deploy import image_tensor, synthetic_image
 from benchmarks.common import (
     MODELS,
@@ -34,9 +33,10 @@ from benchmarks.common import (
     write_json,
 )
 from benchmarks.engines import build_benchmark_model, make_predictor
+from benchmarks.roofline_model import PartTimer
 
 # Part -> modules (names in a GeneralizedRCNN) whose forward it times. Each moment goes
-# to the innermost part running (atto_detectron.analysis.roofline.PartTimer): the
+# to the innermost part running (benchmarks.roofline_model.PartTimer): the
 # backbone's bottom-up network is "backbone", the rest of the backbone "FPN", the ROI
 # heads outside their poolers, heads and predictor "box NMS + glue".
 PROFILE_PARTS = OrderedDict(
@@ -81,7 +81,7 @@ def get_parser():
 class ProfileTimer:
     """
     The time of each part of a GeneralizedRCNN (:data:`PROFILE_PARTS`, see
-    :class:`~atto_detectron.analysis.roofline.PartTimer`: wall time, or the process's
+    :class:`~benchmarks.roofline_model.PartTimer`: wall time, or the process's
     CPU time with ``clock="cpu"``; with one thread, the time the part computed,
     whatever else the machine runs) and, inside the backbone, per layer role.
     """

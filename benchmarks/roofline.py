@@ -10,7 +10,7 @@ from that bound, at the benchmark's fixed workload.
     python -m benchmarks.roofline --from-json output/benchmarks/roofline.json  # docs only
 
 Mult-adds come from fvcore, bytes from one forward pass under
-atto_detectron.analysis.roofline.BytesCounterMode, part times from forward hooks
+benchmarks.roofline_model.BytesCounterMode, part times from forward hooks
 (PartTimer; medians over --repeats runs, interleaved across models as in
 bench_inference.py). Writes roofline.json to --output-dir and its tables to
 docs/BENCHMARKS.md, between <!-- roofline:begin --> and <!-- roofline:end -->.
@@ -27,15 +27,6 @@ import warnings
 from collections import OrderedDict, defaultdict
 
 from atto_detectron.analysis.formatting import format_number
-from atto_detectron.analysis.roofline import (
-    POST_PROCESSING,
-    PartTimer,
-    detector_part_counts,
-    detector_parts,
-    measure_gemm_flops,
-    measure_memory_bandwidth,
-    roofline_rows,
-)
 from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
 from benchmarks.common import (
     BENCHMARKS_DOC,
@@ -50,6 +41,15 @@ from benchmarks.common import (
     write_json,
 )
 from benchmarks.engines import ENGINES, build_benchmark_model, make_predictor
+from benchmarks.roofline_model import (
+    POST_PROCESSING,
+    PartTimer,
+    detector_part_counts,
+    detector_parts,
+    measure_gemm_flops,
+    measure_memory_bandwidth,
+    roofline_rows,
+)
 
 DOC_SECTION = "roofline"
 # Forward hooks need the PyTorch modules.

@@ -1,9 +1,11 @@
-"""Roofline of a model, part by part: mult-adds, bytes moved, the machine's limits.
+"""Roofline of a model, part by part (for the benchmarks): mult-adds, bytes moved, the
+machine's limits.
 
 For each part of a model (a set of its submodules, see :class:`PartTracker`):
 
-* mult-adds, counted by fvcore (:func:`~.complexity.mult_adds_by_module`) and summed per
-  part by :func:`sum_by_part`;
+* mult-adds, counted by fvcore
+  (:func:`~atto_detectron.analysis.complexity.mult_adds_by_module`) and summed per part
+  by :func:`sum_by_part`;
 * bytes moved, counted by :class:`BytesCounterMode` during one forward pass: for every
   aten operator, the bytes of the tensors it reads and writes (weights included). This
   is the traffic of operators that each read their inputs from memory and write their
@@ -29,7 +31,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .complexity import mult_adds_by_module
+from atto_detectron.analysis.complexity import mult_adds_by_module
 
 __all__ = [
     "POST_PROCESSING",

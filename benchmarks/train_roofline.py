@@ -29,7 +29,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from atto_detectron.analysis.formatting import format_number
-from atto_detectron.analysis.roofline import TOTAL, BytesCounterMode, roofline_rows
 from atto_detectron.deploy.allocator import ALLOCATORS
 from benchmarks.common import (
     REPO_ROOT,
@@ -51,6 +50,7 @@ from benchmarks.roofline import (
     measure_machine,
     measure_or_regenerate,
 )
+from benchmarks.roofline_model import TOTAL, BytesCounterMode, roofline_rows
 
 DOC_SECTION = "train-roofline"
 JSON_NAME = "train_roofline.json"
@@ -168,7 +168,7 @@ def count_phases(iteration: TrainingIteration) -> "OrderedDict[str, dict]":
 
 def phase_rows(counts, seconds, peak_flops: float, bandwidth: float) -> "OrderedDict":
     """
-    :func:`~atto_detectron.analysis.roofline.roofline_rows` of every phase and of the
+    :func:`~benchmarks.roofline_model.roofline_rows` of every phase and of the
     whole iteration (whose bound is the sum of the phases' bounds), each phase with its
     top operators.
     """

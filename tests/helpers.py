@@ -1,6 +1,5 @@
 """Helpers shared by several test modules (fixtures live in conftest.py)."""
 
-import importlib.util
 import os
 
 import torch
@@ -13,16 +12,6 @@ SYNTH_SEED = 0
 SYNTH_SIZES = {"train": 8, "val": 8}
 SYNTH_LONG_SIDE = 256
 SYNTH_DATASETS = {"train": "synth_test_train", "val": "synth_test_val"}
-
-
-def load_tool(name):
-    """The module of ``tools/<name>.py`` (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO_ROOT, "tools", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def register_synthetic_voc(voc_root):

@@ -1,5 +1,5 @@
 """
-tools/train_backbone_grid.py and its report: learning-rate check, seeds from the
+projects/BackboneGrid/train_backbone_grid.py and its report: learning-rate check, seeds from the
 measured spread, resume, intervals in every table and sentence, where reports go.
 """
 
@@ -9,7 +9,10 @@ import subprocess
 
 import pytest
 
-from atto_detectron.analysis.backbone_grid import (
+from atto_detectron.analysis.intervals import format_difference, welch_interval
+
+from backbone_grid import train_grid as grid
+from backbone_grid.report import (
     choose_learning_rate,
     findings,
     format_model_zoo,
@@ -18,11 +21,8 @@ from atto_detectron.analysis.backbone_grid import (
     resolved_pareto,
     summarize_seeds,
 )
-from atto_detectron.analysis.intervals import format_difference, welch_interval
 
-from .helpers import REPO_ROOT, load_tool
-
-grid = load_tool("train_backbone_grid")
+from .helpers import REPO_ROOT
 
 TARGET_MODELS = ["AttoNet-A", "MobileNetV2-FPN", "ShuffleNetV2-FPN", "R50-FPN"]
 
@@ -140,7 +140,7 @@ def test_seeds_per_model_follow_the_measured_spread(fake_grid, tmp_path, monkeyp
         )
 
     study = {
-        "command": "python tools/measure_seed_spread.py",
+        "command": "python projects/BackboneGrid/measure_seed_spread.py",
         "variants": [
             variant(1.5, 1.2, **grid.SPREAD_STUDY_VARIANT),
             variant(4.0, 3.0, recipe="demo", weights="last", dataset="voc_synth_val"),

@@ -22,8 +22,6 @@ from atto_detectron.classification import (
 )
 from atto_detectron.synthetic import make_synthetic_imagefolder, synthetic_class_names
 
-from .helpers import load_tool
-
 # AttoNet-D's layers on 24x24 images are too small to gain from a second thread.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -324,7 +322,8 @@ def test_step_schedule_and_warmup():
 
 @pytest.mark.slow
 def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, capsys, monkeypatch):
-    tool = load_tool("train_classifier")
+    from atto_detectron.tools import train_classifier as tool
+
     output = tmp_path / "out"
     argv = [
         "--variant",
@@ -375,7 +374,8 @@ def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, caps
 
     # The results file feeds analyze_complexity's NetScore column.
     assert read_accuracies([str(output / "results.json")]) == {"AttoNet-D": record["top1"]}
-    analyze = load_tool("analyze_complexity")
+    from atto_detectron.tools import analyze_complexity as analyze
+
     captured = {}
 
     def complexity_report(*args, accuracies=None, **kwargs):
@@ -390,7 +390,7 @@ def test_train_classifier_tool_writes_results_with_netscore(tiny, tmp_path, caps
 
 
 def test_tool_rejects_bad_arguments(tiny):
-    tool = load_tool("train_classifier")
+    from atto_detectron.tools import train_classifier as tool
 
     def check(*argv):
         tool.check_args(tool.get_parser().parse_args(["--data-root", str(tiny), *argv]))

@@ -86,10 +86,10 @@ def test_parse_accuracies():
 
 
 def test_an_image_size_too_small_to_run_is_refused(capsys):
-    from .helpers import load_tool
+    from atto_detectron.tools import analyze_complexity
 
     with pytest.raises(SystemExit):
-        load_tool("analyze_complexity").main(["--image-size", "0", "0"])
+        analyze_complexity.main(["--image-size", "0", "0"])
     assert "--image-size 0 0: H and W are >= 32" in capsys.readouterr().err
 
 

@@ -14,16 +14,14 @@ from detectron2.modeling import build_model
 from atto_detectron import add_attonet_config, build_attonet_classifier
 from atto_detectron.checkpoint import AtomicCheckpointer
 from atto_detectron.classification import PIXEL_MEAN_RGB, PIXEL_STD_RGB
+from atto_detectron.tools import convert_classifier_to_d2 as convert_tool
 
-from .helpers import CONFIGS, assert_close_to_scale, load_tool
+from .helpers import CONFIGS, assert_close_to_scale
 
 # These small models and inputs gain nothing from a second thread (see one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEM_CONV = "stem.conv1.weight"
-
-
-convert_tool = load_tool("convert_classifier_to_d2")
 
 
 @pytest.fixture(scope="module")

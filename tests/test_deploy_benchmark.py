@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+import benchmarks.common
 from atto_detectron.deploy import allocator, image_tensor, synthetic_image
 from benchmarks.engines import (
     build_benchmark_model,
@@ -133,6 +134,46 @@ def test_bench_inference_quick(tmp_path):
     assert report["machine"]["threads"] == os.cpu_count()
     assert report["machine"]["allocator"] == "keep-freed"
     assert (tmp_path / "inference.png").stat().st_size > 10_000
+
+
+def _plotted_report(with_counts):
+    def entry(size):
+        stats = {"median": size / 1e3, "q1": size / 1e3, "q3": size / 1e3}
+        record = {"latency_s": {"pytorch": stats}}
+        if with_counts:
+            record["mult_adds"] = {"total": size * 1e8}
+            record["memory"] = {"pytorch": {"inference_mb": size / 2}}
+        return record
+
+    results = {name: {"sizes": {str(s): entry(s) for s in (320, 800)}} for name in ("A", "B")}
+    accuracy = {"A": {"APm": 30.0}} if with_counts else {}
+    return benchmarks.common.report_figure(
+        results,
+        accuracy,
+        sizes=[320, 800],
+        engines=["pytorch", "onnxruntime"],
+        time_label="latency",
+        memory_engine="pytorch",
+        memory_key="inference_mb",
+        memory_label="memory",
+    )
+
+
+def test_benchmark_plot_has_no_panel_without_data(tmp_path):
+    import matplotlib.pyplot as plt
+
+    # Latency alone (--no-mult-adds, --no-memory, no results.json): one panel.
+    fig = _plotted_report(with_counts=False)
+    assert [ax.get_title() for ax in fig.axes] == ["latency"]
+    plt.close(fig)
+    # With counts, memory and an accuracy: four panels, each with data.
+    fig = _plotted_report(with_counts=True)
+    assert len(fig.axes) == 4 and all(ax.has_data() for ax in fig.axes)
+    plt.close(fig)
+    # Nothing measured with the plotted engines: no figure, no file.
+    path = tmp_path / "plot.png"
+    assert not benchmarks.common.plot_report({}, {}, str(path), [800], [], "", "", "", "")
+    assert not path.exists()
 
 
 def test_bench_inference_docs_section_states_the_targets_from_the_json(tmp_path):

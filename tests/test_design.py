@@ -1,4 +1,4 @@
-"""atto_detectron.design: search space, requirements, generator, objective, inheritance."""
+"""design_exploration: search space, requirements, generator, objective, inheritance."""
 
 import dataclasses
 import json
@@ -10,7 +10,8 @@ from torch import nn
 
 from atto_detectron import ATTONET_VARIANTS, AttoNetSpec, build_attonet_classifier
 from atto_detectron.analysis import count_parameters, netscore
-from atto_detectron.design import (
+
+from design_exploration import (
     MULTIPLIER_CHOICES,
     CandidateRecord,
     CellGenerator,

@@ -12,7 +12,9 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone, build_model
 
 from atto_detectron import add_attonet_config, save_attonet_spec
-from atto_detectron.design import (
+from atto_detectron.engine import AttoTrainer
+
+from design_exploration import (
     DETECTOR_FPN_LAYOUT,
     CellGenome,
     DesignExplorer,
@@ -24,7 +26,6 @@ from atto_detectron.design import (
     inherit_weights,
     uniform_prototype,
 )
-from atto_detectron.engine import AttoTrainer
 
 from .helpers import CONFIGS, SYNTH_DATASETS, assert_close_to_scale
 from .test_design import _randomize_norms

@@ -1,4 +1,4 @@
-"""tools/explore_design.py and DesignExplorer on generated classification data."""
+"""The design explorer (design_exploration.cli, DesignExplorer) on generated classification data."""
 
 import json
 import os
@@ -15,7 +15,9 @@ from detectron2.modeling import build_backbone
 from atto_detectron import add_attonet_config, build_attonet_classifier, load_attonet_spec
 from atto_detectron.analysis import count_parameters
 from atto_detectron.classification import build_classification_data, evaluate_classifier
-from atto_detectron.design import (
+from atto_detectron.synthetic import make_synthetic_imagefolder
+
+from design_exploration import (
     CLASSIFIER_LAYOUT,
     STATE_FILE,
     CandidateEvaluator,
@@ -37,9 +39,9 @@ from atto_detectron.design import (
     load_state,
     ranking_key,
 )
-from atto_detectron.synthetic import make_synthetic_imagefolder
+from design_exploration import cli as explore_design
 
-from .helpers import CONFIGS, load_tool
+from .helpers import CONFIGS
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +51,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-explore_design = load_tool("explore_design")
 
 
 @pytest.fixture(scope="module")

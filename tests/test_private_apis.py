@@ -51,7 +51,7 @@ PRIVATE_USES = [
         "exports replace it while tracing, so that ONNX gets no If node",
     ),
     (
-        "atto_detectron.analysis.roofline",
+        "benchmarks.roofline_model",
         "torch",
         {"2.3.1"},
         ["torch.utils._python_dispatch.TorchDispatchMode", "torch.utils._pytree.tree_flatten"],

@@ -8,7 +8,10 @@ import torch
 from torch import nn
 
 from atto_detectron.analysis.detection import detection_complexity
-from atto_detectron.analysis.roofline import (
+from atto_detectron.config import load_config
+from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
+from benchmarks.engines import build_benchmark_model
+from benchmarks.roofline_model import (
     POST_PROCESSING,
     BytesCounterMode,
     PartTimer,
@@ -19,9 +22,6 @@ from atto_detectron.analysis.roofline import (
     roofline_rows,
     sum_by_part,
 )
-from atto_detectron.config import load_config
-from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
-from benchmarks.engines import build_benchmark_model
 
 from .helpers import CONFIGS
 

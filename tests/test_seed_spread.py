@@ -1,4 +1,4 @@
-"""tools/measure_seed_spread.py: runs per recipe and seed, spread per variant, its table."""
+"""The seed-spread study (backbone_grid.spread_study): runs per recipe and seed, spread, table."""
 
 import json
 import os
@@ -7,11 +7,8 @@ import subprocess
 
 import pytest
 
-from atto_detectron.analysis.seed_spread import format_seed_spread
-
-from .helpers import load_tool
-
-study = load_tool("measure_seed_spread")
+from backbone_grid import spread_study as study
+from backbone_grid.seed_spread import format_seed_spread
 
 
 def _fake_run(command, **kwargs):
@@ -96,7 +93,8 @@ def test_runs_recorded_in_the_committed_report_count_while_their_recipe_holds(
 
 def test_the_protocol_choice_states_its_spread_with_interval_and_the_seeds_it_needs():
     from atto_detectron.analysis.intervals import seeds_needed
-    from atto_detectron.analysis.seed_spread import protocol_choice
+
+    from backbone_grid.seed_spread import protocol_choice
 
     def variant(recipe, weights, values):
         entry = {"recipe": recipe, "weights": weights, "dataset": "d", "label": recipe}

@@ -12,7 +12,7 @@ from atto_detectron.data import VOC_CLASS_NAMES, voc_palette
 from atto_detectron.synthetic import SYNTHETIC_CLASSES, render_sample
 from atto_detectron.synthetic.voc import write_sbd_sample
 
-from .helpers import SYNTH_SIZES, load_tool
+from .helpers import SYNTH_SIZES
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,8 @@ def test_every_outline_is_void(samples):
 
 
 def test_tool_writes_a_dataset(tmp_path, capsys):
-    tool = load_tool("make_synthetic_voc")
+    from atto_detectron.tools import make_synthetic_voc as tool
+
     tool.main(["--out", str(tmp_path / "VOCsynth"), "--train", "3", "--val", "2", "--workers", "0"])
     root = tmp_path / "VOCsynth" / "VOC2012"
     assert (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split() == [
@@ -98,7 +99,8 @@ def test_tool_writes_a_dataset(tmp_path, capsys):
 
 
 def test_a_holdout_split_continues_the_training_stream_and_leaves_train_as_it_was(tmp_path):
-    tool = load_tool("make_synthetic_voc")
+    from atto_detectron.tools import make_synthetic_voc as tool
+
     common = ["--train", "3", "--val", "2", "--workers", "0"]
     tool.main(["--out", str(tmp_path / "plain"), *common])
     tool.main(["--out", str(tmp_path / "tuned"), *common, "--holdout", "2"])

@@ -283,7 +283,7 @@ def _run_killed(output_dir, voc_root, kill_after_iteration):
     """tools/train_net.py in a child process, killed with SIGKILL during training."""
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from tests.helpers import load_tool, register_synthetic_voc;"
+        "from tests.helpers import register_synthetic_voc;"
         "register_synthetic_voc(sys.argv[2]);"
         "from atto_detectron.tools import train_net;"
         "train_net.main(train_net.parse_args(sys.argv[3:]))"
@@ -422,7 +422,7 @@ def test_a_diverging_learning_rate_stops_at_the_last_healthy_checkpoint(syntheti
 def test_divergence_on_the_command_line_is_one_message(synthetic_voc, tmp_path):
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from tests.helpers import load_tool, register_synthetic_voc;"
+        "from tests.helpers import register_synthetic_voc;"
         "register_synthetic_voc(sys.argv[2]);"
         "from atto_detectron.tools import train_net; train_net.cli(sys.argv[3:])"
     )

@@ -21,7 +21,10 @@ from atto_detectron.classification.convert import convert_classifier_checkpoint
 from atto_detectron.config import load_config
 from atto_detectron.deploy import ExportedModel
 from atto_detectron.deploy.export import INFO_FILE, load_outputs_schema
-from atto_detectron.design import (
+from atto_detectron.tools import convert_classifier_to_d2, export_model
+from atto_detectron.visualization import VisualizationPredictor
+
+from design_exploration import (
     CLASSIFIER_LAYOUT,
     STATE_FILE,
     CandidateEvaluator,
@@ -31,10 +34,8 @@ from atto_detectron.design import (
     SearchBudget,
     get_prototype,
 )
-from atto_detectron.tools import export_model
-from atto_detectron.visualization import VisualizationPredictor
 
-from .helpers import CONFIGS, SYNTH_DATASETS, load_tool
+from .helpers import CONFIGS, SYNTH_DATASETS
 
 
 class _OpensMarker:
@@ -74,7 +75,7 @@ def test_classifier_checkpoint_with_python_objects_is_not_unpickled(tmp_path, ma
         ):
             convert_classifier_checkpoint(path, str(output))
         with pytest.raises(SystemExit, match=re.escape(f"error: {path} holds Python objects")):
-            load_tool("convert_classifier_to_d2").main([path, str(output)])
+            convert_classifier_to_d2.main([path, str(output)])
     assert not output.exists()
 
 

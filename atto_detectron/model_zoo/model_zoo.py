@@ -31,8 +31,8 @@ _CHECKOUT_CONFIGS = os.path.join(_PACKAGE_DIR, "..", "..", "configs")
 _MARKER = "Base-AttoNet-FPN.yaml"
 
 # Files under configs/ that are not a model's config: the parts that other configs load
-# (``_BASE_``, LazyConfig imports) and the requirement files of tools/explore_design.py.
-_NOT_MODEL_CONFIGS = ("Base-*.yaml", "lazy/common.py", "design/*")
+# (``_BASE_``, LazyConfig imports).
+_NOT_MODEL_CONFIGS = ("Base-*.yaml", "lazy/common.py")
 
 
 def _configs_dir() -> str:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """
 Parameters, mult-adds and NetScore of the AttoNets beside the paper's Table 2 and the
 MobileNet/ShuffleNet baselines, and Atto-MaskRCNN beside ResNet-50-FPN Mask R-CNN.
@@ -29,15 +28,14 @@ from atto_detectron.analysis.report import (
     read_accuracy_file,
 )
 from atto_detectron.engine import parse_args_any_order
-
-DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "atto_maskrcnn_voc.yaml")
+from atto_detectron.model_zoo import get_config_file
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--config-file",
-        default=os.path.normpath(DEFAULT_CONFIG),
+        default=get_config_file("atto_maskrcnn_voc.yaml"),
         metavar="FILE",
         help="Mask R-CNN config to measure (default: configs/atto_maskrcnn_voc.yaml)",
     )
@@ -124,5 +122,6 @@ def main(argv=None):
         print(f"\nwrote {args.json}")
 
 
-if __name__ == "__main__":
-    main()
+def cli(argv=None):
+    """The command line."""
+    main(argv)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """
 Converts an AttoNet classifier checkpoint (tools/train_classifier.py) into Detectron2
 backbone weights, to initialize Atto-MaskRCNN through MODEL.WEIGHTS.
@@ -56,5 +55,6 @@ def main(argv=None):
     )
 
 
-if __name__ == "__main__":
-    main()
+def cli(argv=None):
+    """The command line."""
+    main(argv)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """
 Generates a small ImageFolder classification dataset (OUT/train/<class>/*.jpg,
 OUT/val/<class>/*.jpg) of coloured shapes and textures on noisy backgrounds: learnable
@@ -55,5 +54,6 @@ def main(argv=None):
     )
 
 
-if __name__ == "__main__":
-    main()
+def cli(argv=None):
+    """The command line."""
+    main(argv)

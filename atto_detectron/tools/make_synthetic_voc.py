@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """
 Writes the generated VOC-layout instance segmentation data (the embedded default that
 `make demo` trains on) as <out>/VOC2012/{JPEGImages, SegmentationObject,
@@ -65,5 +64,6 @@ def main(argv=None):
     )
 
 
-if __name__ == "__main__":
-    main()
+def cli(argv=None):
+    """The command line."""
+    main(argv)

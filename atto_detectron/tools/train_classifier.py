@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """
 Trains and evaluates an AttoNet classifier on an ImageFolder dataset (ImageNet50 in the
 paper): DATA_ROOT/train/<class>/*.jpg and DATA_ROOT/val/<class>/*.jpg.
@@ -234,8 +233,9 @@ def main(args):
     return metrics
 
 
-if __name__ == "__main__":
-    args = get_parser().parse_args()
+def cli(argv=None):
+    """The command line: bad arguments are one line on stderr."""
+    args = get_parser().parse_args(argv)
     try:
         check_args(args)
     except (ValueError, FileNotFoundError) as e:

@@ -1,8 +1,7 @@
 """
 The backbone grid's report: accuracy over seeds with 95% intervals, differences against
 the reference model with Welch's intervals, the learning-rate check, the Pareto front
-where it is resolved, plots and the model-zoo page (tools/train_backbone_grid.py runs
-the grid).
+where it is resolved, plots and the model-zoo page (:mod:`.train_grid` runs the grid).
 
 Every sentence about accuracy is generated here from the numbers it states, and says
 "not resolved" wherever the interval of a difference contains zero.
@@ -10,8 +9,8 @@ Every sentence about accuracy is generated here from the numbers it states, and 
 
 from typing import Dict, List, Optional, Sequence
 
-from .formatting import format_number, format_ratio
-from .intervals import (
+from atto_detectron.analysis.formatting import format_number, format_ratio
+from atto_detectron.analysis.intervals import (
     CONFIDENCE,
     format_difference,
     format_interval,
@@ -20,7 +19,7 @@ from .intervals import (
     std_interval,
     welch_interval,
 )
-from .paper_reference import ATTO_MASKRCNN
+from atto_detectron.analysis.paper_reference import ATTO_MASKRCNN
 
 __all__ = [
     "METRICS",

@@ -1,11 +1,11 @@
 """
-The seed-spread study's table (tools/measure_seed_spread.py): how far box and mask AP50
-move between seeds of AttoNet-A under each recipe, set of weights and validation set.
+The seed-spread study's table (:mod:`.spread_study`): how far box and mask AP50 move
+between seeds of AttoNet-A under each recipe, set of weights and validation set.
 """
 
 from typing import Dict, List
 
-from .intervals import format_interval, seeds_needed, std_interval
+from atto_detectron.analysis.intervals import format_interval, seeds_needed, std_interval
 
 __all__ = ["format_seed_spread", "protocol_choice"]
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """
 How far does AP50 move between seeds of one model, and what lowers that spread? Trains
 AttoNet-A with several seeds per recipe, evaluates each run's last weights and its weight
@@ -6,9 +5,11 @@ average (MODEL_EMA) on the 200-image and the 2,000-image validation sets, and re
 seed standard deviation of box and mask AP50 per variant: the measurement the backbone
 grid's protocol is chosen from (docs/MODEL_ZOO.md#seed-spread).
 
-    python tools/measure_seed_spread.py                 # train what is missing, report
-    python tools/measure_seed_spread.py --report-only   # report the runs finished so far
-    python tools/measure_seed_spread.py --recipes demo --seeds 0 1 2 3
+Run from the repository root (projects/BackboneGrid/measure_seed_spread.py)::
+
+    python projects/BackboneGrid/measure_seed_spread.py               # train what is missing
+    python projects/BackboneGrid/measure_seed_spread.py --report-only # report the runs so far
+    python projects/BackboneGrid/measure_seed_spread.py --recipes demo --seeds 0 1 2 3
 
 Runs go to <output-dir>/<recipe>/seed<k>; an interrupted run resumes from its last
 checkpoint, a finished one (its results.json) is kept. The report goes to --json.
@@ -25,7 +26,7 @@ from collections import OrderedDict
 
 from atto_detectron.analysis.intervals import mean_interval
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 VAL_SETS = OrderedDict(
     [("voc_synth_val", "200 val images"), ("voc_synth_grid_val", "2,000 val images")]
 )
@@ -91,8 +92,8 @@ def get_parser():
         "--update-docs",
         action="store_true",
         help="write the report to the committed docs/results/seed_spread.json (default: "
-        "<output-dir>/seed_spread.json); tools/train_backbone_grid.py --from-json puts it "
-        "into docs/MODEL_ZOO.md",
+        "<output-dir>/seed_spread.json); train_backbone_grid.py --from-json puts it into "
+        "docs/MODEL_ZOO.md",
     )
     return parser
 
@@ -242,7 +243,7 @@ def collect(args, recorded) -> dict:
                     entry[task] = {"values": values, **(mean_interval(values) if values else {})}
                 variants.append(entry)
     return {
-        "command": "python tools/measure_seed_spread.py "
+        "command": "python projects/BackboneGrid/measure_seed_spread.py "
         + shlex.join(["--recipes", *runs, "--seeds", *map(str, args.seeds), "--update-docs"]),
         "model": "AttoNet-A",
         "recipes": {name: RECIPES[name] for name in runs},
@@ -275,7 +276,3 @@ def main(argv=None):
         )
         print(f"{variant['label']}: n={len(variant['seeds'])}, {spread}")
     return report
-
-
-if __name__ == "__main__":
-    main()

@@ -1,17 +1,19 @@
-#!/usr/bin/env python
 """
 Which backbone for Mask R-CNN? Trains the same Mask R-CNN with each backbone of the grid
-under one comparison protocol (configs/synth/grid/: the demo's schedule, a weight
-average, 2,000 validation images), after a learning-rate check per model, with as many
+under one comparison protocol (projects/BackboneGrid/configs/: the demo's schedule, the
+last weights, 2,000 validation images), after a learning-rate check per model, with as many
 seeds as the intervals of the targets need; measures latency and memory where AP is
 measured and at 800 in side-by-side benchmark runs; reports means with 95% intervals and
 every difference to AttoNet-A with Welch's interval.
 
-    python tools/train_backbone_grid.py                  # benchmark, train what is missing, report
-    python tools/train_backbone_grid.py --max-runs 2     # at most two training runs this time
-    python tools/train_backbone_grid.py --report-only    # report the runs finished so far
-    python tools/train_backbone_grid.py --update-docs    # ... and rewrite the committed docs
-    python tools/train_backbone_grid.py --from-json docs/results/backbone_grid.json --docs F
+Run from the repository root (projects/BackboneGrid/train_backbone_grid.py)::
+
+    python projects/BackboneGrid/train_backbone_grid.py               # benchmark, train, report
+    python projects/BackboneGrid/train_backbone_grid.py --max-runs 2  # at most two runs this time
+    python projects/BackboneGrid/train_backbone_grid.py --report-only # report the runs so far
+    python projects/BackboneGrid/train_backbone_grid.py --update-docs # ... and the committed docs
+    python projects/BackboneGrid/train_backbone_grid.py --docs F \\
+        --from-json docs/results/backbone_grid.json
 
 Order: the learning-rate check of AttoNet-A, MobileNetV2-FPN, ShuffleNetV2-FPN and
 R50-FPN (the models of the targets), their seeds round by round, then the other models.
@@ -40,7 +42,9 @@ import subprocess
 import sys
 from collections import OrderedDict
 
-from atto_detectron.analysis.backbone_grid import (
+from atto_detectron.analysis.intervals import seeds_needed, welch_half_width
+
+from .report import (
     TASKS,
     choose_learning_rate,
     format_model_zoo,
@@ -52,19 +56,18 @@ from atto_detectron.analysis.backbone_grid import (
     seed_values,
     summarize_seeds,
 )
-from atto_detectron.analysis.intervals import seeds_needed, welch_half_width
 
 # Name (as in benchmarks/bench_inference.py) -> config of the comparison protocol.
 GRID = OrderedDict(
     [
-        ("AttoNet-A", "configs/synth/grid/atto_maskrcnn_grid.yaml"),
-        ("AttoNet-B", "configs/synth/grid/atto_maskrcnn_grid_B.yaml"),
-        ("AttoNet-C", "configs/synth/grid/atto_maskrcnn_grid_C.yaml"),
-        ("AttoNet-D", "configs/synth/grid/atto_maskrcnn_grid_D.yaml"),
-        ("AttoNet-A-d2heads", "configs/synth/grid/atto_maskrcnn_grid_d2heads.yaml"),
-        ("MobileNetV2-FPN", "configs/synth/grid/mask_rcnn_mobilenet_v2_FPN_grid.yaml"),
-        ("ShuffleNetV2-FPN", "configs/synth/grid/mask_rcnn_shufflenet_v2_FPN_grid.yaml"),
-        ("R50-FPN", "configs/synth/grid/mask_rcnn_R_50_FPN_grid.yaml"),
+        ("AttoNet-A", "projects/BackboneGrid/configs/atto_maskrcnn_grid.yaml"),
+        ("AttoNet-B", "projects/BackboneGrid/configs/atto_maskrcnn_grid_B.yaml"),
+        ("AttoNet-C", "projects/BackboneGrid/configs/atto_maskrcnn_grid_C.yaml"),
+        ("AttoNet-D", "projects/BackboneGrid/configs/atto_maskrcnn_grid_D.yaml"),
+        ("AttoNet-A-d2heads", "projects/BackboneGrid/configs/atto_maskrcnn_grid_d2heads.yaml"),
+        ("MobileNetV2-FPN", "projects/BackboneGrid/configs/mask_rcnn_mobilenet_v2_FPN_grid.yaml"),
+        ("ShuffleNetV2-FPN", "projects/BackboneGrid/configs/mask_rcnn_shufflenet_v2_FPN_grid.yaml"),
+        ("R50-FPN", "projects/BackboneGrid/configs/mask_rcnn_R_50_FPN_grid.yaml"),
     ]
 )
 REFERENCE = "AttoNet-A"
@@ -108,9 +111,9 @@ OPERATING_POINTS = OrderedDict(
     ]
 )
 SPREAD_STUDY = "docs/results/seed_spread.json"
-# The variant of tools/measure_seed_spread.py that is this protocol.
-SPREAD_STUDY_VARIANT = {"recipe": "demo", "weights": "ema", "dataset": "voc_synth_grid_val"}
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The variant of projects/BackboneGrid/measure_seed_spread.py that is this protocol.
+SPREAD_STUDY_VARIANT = {"recipe": "demo", "weights": "last", "dataset": "voc_synth_grid_val"}
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 logger = logging.getLogger("train_backbone_grid")
 
@@ -590,15 +593,15 @@ def collect(args, state: GridState, recorded: dict, models) -> dict:
         }
     spread = seed_spread_estimate(state, models)
     report = OrderedDict(
-        command="python tools/train_backbone_grid.py "
+        command="python projects/BackboneGrid/train_backbone_grid.py "
         + shlex.join(["--output-dir", args.output_dir, "--models", *models]),
         protocol={
-            "configs": "configs/synth/grid/",
+            "configs": "projects/BackboneGrid/configs/",
             "data": dict(GRID_DATA, folder=GRID_DATA_FOLDER),
             "lr_candidates": list(LR_CANDIDATES),
             "lr_check": f"one seed per rate, trained on voc_synth_grid_train, scored on "
             f"{HOLDOUT} (mean of box and mask AP50)",
-            "evaluation": "the weight average (MODEL_EMA) on voc_synth_grid_val",
+            "evaluation": "the last weights on voc_synth_grid_val",
             "training_command": "python tools/train_net.py --config-file CONFIG --num-gpus "
             f"{args.num_gpus} --resume SOLVER.BASE_LR LR SEED K OUTPUT_DIR DIR",
         },
@@ -660,7 +663,7 @@ def targets(args, report: dict) -> dict:
 
 
 def write_docs(report: dict, docs: str, images: str, json_path: str) -> None:
-    from atto_detectron.analysis.backbone_grid import plot_grid
+    from .report import plot_grid
 
     os.makedirs(images, exist_ok=True)
     plots = {
@@ -675,8 +678,8 @@ def write_docs(report: dict, docs: str, images: str, json_path: str) -> None:
         "",
         "Mask R-CNN with each backbone, the same FPN, heads and schedule, trained from "
         "scratch on the generated VOC-layout data under one comparison protocol "
-        "(`configs/synth/grid/`: the demo's 1,100 iterations of 4 images, a weight "
-        "average evaluated on 2,000 validation images; [how it was chosen](#seed-spread)). "
+        "(`projects/BackboneGrid/configs/`: the demo's 1,100 iterations of 4 images, the last "
+        "weights evaluated on 2,000 validation images; [how it was chosen](#seed-spread)). "
         "Each model trains at the learning rate its own check chose, scored on held-out "
         "training images. R50-FPN keeps Detectron2's FPN and head widths, as "
         "AttoNet-A-d2heads does for AttoNet-A.",
@@ -688,7 +691,7 @@ def write_docs(report: dict, docs: str, images: str, json_path: str) -> None:
         f"800 x 1067. Machine: {machine.get('cpu', 'not measured yet')} "
         f"({machine.get('cpu_capability', '?')}), {machine.get('threads', '?')} threads.",
         "",
-        f"Written by `tools/train_backbone_grid.py` from "
+        f"Written by `projects/BackboneGrid/train_backbone_grid.py` from "
         f"`{os.path.relpath(os.path.abspath(json_path), docs_dir)}`; rerun it rather than "
         "editing this page:",
         "",
@@ -708,7 +711,7 @@ def write_docs(report: dict, docs: str, images: str, json_path: str) -> None:
 
 
 def _seed_spread_section():
-    from atto_detectron.analysis.seed_spread import format_seed_spread, protocol_choice
+    from .seed_spread import format_seed_spread, protocol_choice
 
     path = os.path.join(REPO_ROOT, SPREAD_STUDY)
     if not os.path.isfile(path):
@@ -719,7 +722,7 @@ def _seed_spread_section():
     return ["## Seed spread", "", format_seed_spread(study), "", " ".join(choice), ""]
 
 
-README_BEGIN = "<!-- results:begin (tools/train_backbone_grid.py --update-docs) -->"
+README_BEGIN = "<!-- results:begin (projects/BackboneGrid/train_backbone_grid.py --update-docs) -->"
 README_END = "<!-- results:end -->"
 
 
@@ -779,7 +782,3 @@ def main(argv=None):
         # The JSON after every run, so that a stop loses no finished run; docs at the end.
         train(args, state, models, on_run_finished=lambda: write_report(docs_too=False))
     return write_report()
-
-
-if __name__ == "__main__":
-    main()

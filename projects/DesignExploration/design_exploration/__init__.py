@@ -9,7 +9,7 @@ weights from a parent (:mod:`.inherit`) and trained briefly on the task
 (:mod:`.evaluate`), to maximise NetScore (:mod:`.objective`); the search state is typed
 records (:mod:`.records`) saved in the search's folder (:mod:`.folder`); :mod:`.family`
 picks and retrains the family; :mod:`.report` writes the family's table and plot.
-``tools/explore_design.py`` runs it.
+``projects/DesignExploration/explore_design.py`` runs it.
 """
 
 from .evaluate import (

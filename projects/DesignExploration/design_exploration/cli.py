@@ -1,15 +1,17 @@
-#!/usr/bin/env python
 """
 Machine-driven design exploration: new AttoNets from a human prototype and requirements.
 
-    python tools/explore_design.py --task classification --data datasets/synth_imagefolder \\
-        --requirements configs/design/synth_classification.yaml --budget 16 \\
-        --output output/design_demo
-    python tools/explore_design.py ... --resume                  # continue a killed search
-    python tools/explore_design.py --task detection --data voc_synth_train,voc_synth_val \\
-        --config-file configs/synth/atto_maskrcnn_synth.yaml --requirements ... --budget 8
+Run from the repository root::
 
-The prototype (--prototype; default: the uniform prototype of atto_detectron.design.space)
+    python projects/DesignExploration/explore_design.py --task classification \\
+        --data datasets/synth_imagefolder --budget 16 --output output/design_demo \\
+        --requirements projects/DesignExploration/configs/synth_classification.yaml
+    python projects/DesignExploration/explore_design.py ... --resume  # continue a killed search
+    python projects/DesignExploration/explore_design.py --task detection \\
+        --data voc_synth_train,voc_synth_val --budget 8 --requirements ... \\
+        --config-file configs/synth/atto_maskrcnn_synth.yaml
+
+The prototype (--prototype; default: the uniform prototype of design_exploration.space)
 is trained from scratch; successive generators of module cells then propose candidates,
 each inheriting its parent's weights and fine-tuned briefly, ranked by NetScore subject to
 the requirements (accuracy floor, parameter / mult-add / latency budgets). The best
@@ -33,7 +35,9 @@ import torch
 from detectron2.utils.logger import setup_logger
 
 import atto_detectron  # noqa: F401  (registers the AttoNet backbones and datasets)
-from atto_detectron.design import (
+from atto_detectron.engine import parse_args_any_order
+
+from . import (
     ClassificationEvaluator,
     ClassificationSearchConfig,
     DesignExplorer,
@@ -48,9 +52,8 @@ from atto_detectron.design import (
     parse_budget,
     write_report,
 )
-from atto_detectron.engine import parse_args_any_order
 
-logger = logging.getLogger("atto_detectron.design")
+logger = logging.getLogger("design_exploration")
 
 DEFAULT_DETECTION_CONFIG = "configs/synth/atto_maskrcnn_synth.yaml"
 
@@ -211,7 +214,7 @@ def main(argv=None):
     args = parse_args_any_order(get_parser(), argv)
     if args.opts and args.task != "detection":
         raise ValueError(f"config overrides {args.opts} only apply to --task detection")
-    setup_logger(name="atto_detectron.design")
+    setup_logger(name="design_exploration")
     if args.threads:
         torch.set_num_threads(args.threads)
     output = args.output or f"output/design_{args.task}"
@@ -239,7 +242,8 @@ def main(argv=None):
     return state
 
 
-if __name__ == "__main__":
+def cli():
+    """Runs :func:`main` with one-line errors for bad input (exit status 2)."""
     try:
         main()
     except (ValueError, FileNotFoundError, FileExistsError) as e:

@@ -30,14 +30,15 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..analysis import count_mult_adds, count_parameters
-from ..classification import (
+from atto_detectron.analysis import count_mult_adds, count_parameters
+from atto_detectron.classification import (
     ClassifierTrainConfig,
     ClassifierTrainer,
     build_classification_data,
     check_imagefolder_root,
 )
-from ..modeling import AttoNetSpec, build_attonet_classifier, save_attonet_spec
+from atto_detectron.modeling import AttoNetSpec, build_attonet_classifier, save_attonet_spec
+
 from .inherit import CLASSIFIER_LAYOUT, DETECTOR_FPN_LAYOUT, AttoNetLayout
 from .objective import measure_latency_ms
 
@@ -318,7 +319,7 @@ class DetectionEvaluator(CandidateEvaluator):
         self._complexity = {}
 
     def _load_base_cfg(self):
-        from ..config import load_config
+        from atto_detectron.config import load_config
 
         return load_config(self.config.config_file, self.config.opts)
 
@@ -327,7 +328,7 @@ class DetectionEvaluator(CandidateEvaluator):
 
     @property
     def input_size(self) -> Tuple[int, int]:
-        from ..engine.results import eval_image_size
+        from atto_detectron.engine.results import eval_image_size
 
         return tuple(eval_image_size(self.base_cfg))
 
@@ -361,7 +362,7 @@ class DetectionEvaluator(CandidateEvaluator):
         return cfg
 
     def complexity(self, spec: AttoNetSpec) -> Tuple[int, int]:
-        from ..analysis.detection import detection_complexity
+        from atto_detectron.analysis.detection import detection_complexity
 
         key = repr(spec.stages) + repr(spec.stem_channels)
         if key not in self._complexity:
@@ -378,7 +379,7 @@ class DetectionEvaluator(CandidateEvaluator):
     def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
         from detectron2.utils.env import seed_all_rng
 
-        from ..engine import AttoTrainer
+        from atto_detectron.engine import AttoTrainer
 
         params, mult_adds = self.complexity(spec)
         output_dir = f"{os.path.splitext(spec_path)[0]}_{schedule}"

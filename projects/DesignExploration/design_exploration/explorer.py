@@ -2,13 +2,13 @@
 
 The paper (Sec. 2.2) finds a generator G that maximises a performance function U (here
 NetScore) over the networks it generates, subject to an indicator function 1_r (here
-:class:`~atto_detectron.design.requirements.DesignRequirements`), by building successive
+:class:`~design_exploration.requirements.DesignRequirements`), by building successive
 generators G_0, G_1, ... from a human prototype. Its generator (generative synthesis) is
 not public. :class:`DesignExplorer` implements the following, simpler scheme for the same
 problem:
 
 1. The prototype is trained from scratch ("scratch" schedule) and measured: candidate 0.
-2. G_0 is a :class:`~atto_detectron.design.generator.CellGenerator` centred on the
+2. G_0 is a :class:`~design_exploration.generator.CellGenerator` centred on the
    prototype's cells. Generator k proposes ``population`` candidates. Each:
 
    * is sampled from G_k with a random generator seeded by (seed, candidate id);
@@ -17,13 +17,13 @@ problem:
      again, up to ``max_draws`` times, after which the last one has all its widths scaled
      down until it fits;
    * inherits the weights of its *parent*, the member of G_k's elite closest to it in
-     log2 widths (:mod:`~atto_detectron.design.inherit`), and is fine-tuned briefly
+     log2 widths (:mod:`~design_exploration.inherit`), and is fine-tuned briefly
      ("finetune" schedule), then tested on the validation set;
    * is ranked: candidates meeting every requirement by NetScore, then the others by
-     how far they miss (:func:`~atto_detectron.design.objective.ranking_key`).
+     how far they miss (:func:`~design_exploration.objective.ranking_key`).
 
 3. The elite is the ``num_elite`` best candidates so far; G_{k+1} moves G_k towards them
-   (:meth:`~atto_detectron.design.generator.CellGenerator.updated`).
+   (:meth:`~design_exploration.generator.CellGenerator.updated`).
 4. Generator k belongs to the sequence of successively better generators when its best
    candidate that meets the requirements has a higher NetScore than the prototype and
    every earlier generator in the sequence; that candidate joins the *family*, so the
@@ -33,7 +33,7 @@ problem:
    fairly with the prototype's; the report gives both figures and which requirements
    hold for the retrained network.
 
-The search state (:class:`~atto_detectron.design.records.SearchState`: settings,
+The search state (:class:`~design_exploration.records.SearchState`: settings,
 generators, every candidate's measurements, which weights are kept) is written atomically
 to ``explore_state.json`` after every candidate, and the candidates' weights next to it,
 so a killed search resumes at the candidate it was evaluating; since every random draw is
@@ -41,7 +41,7 @@ seeded by (seed, candidate id), the resumed search gives the same candidates and
 as an uninterrupted one (except latencies). The state's file paths are relative to the
 output folder and must stay inside it (a state naming any other file is refused, and
 nothing is loaded or deleted); weights are read with ``torch.load(weights_only=True)``,
-so a weights file cannot run code (:class:`~atto_detectron.design.folder.SearchFolder`).
+so a weights file cannot run code (:class:`~design_exploration.folder.SearchFolder`).
 
 Modules: :mod:`.settings` (settings, budget), :mod:`.records` (the state),
 :mod:`.folder` (its files), :mod:`.family` (the family and its retraining); this one,
@@ -57,8 +57,9 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..analysis.formatting import format_number
-from ..modeling import AttoNetSpec
+from atto_detectron.analysis.formatting import format_number
+from atto_detectron.modeling import AttoNetSpec
+
 from .evaluate import CandidateEvaluator, CandidateResult
 from .family import FamilyMember, derive_family, retrain_member
 from .folder import STATE_FILE, SearchFolder, load_state

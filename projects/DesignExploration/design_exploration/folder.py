@@ -15,8 +15,9 @@ from typing import Dict, Iterable
 
 import torch
 
-from ..checkpoint import atomic_write, load_weights_file
-from ..modeling import AttoNetSpec, save_attonet_spec
+from atto_detectron.checkpoint import atomic_write, load_weights_file
+from atto_detectron.modeling import AttoNetSpec, save_attonet_spec
+
 from .records import SearchState
 
 __all__ = ["STATE_FILE", "SearchFolder", "load_state"]

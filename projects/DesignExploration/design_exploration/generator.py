@@ -1,7 +1,7 @@
 """A generator of module cells: a parametrised distribution over the search space.
 
 :class:`CellGenerator` is the explorer's G_k. It is a product of independent
-distributions, one per gene of a :class:`~atto_detectron.design.space.CellGenome`:
+distributions, one per gene of a :class:`~design_exploration.space.CellGenome`:
 
 * the widths (stem, stage widths, every module's ``c`` and ``p``): ``log2(width_i) =
   mean_i + scale_sigma * z + sigma_i * z_i`` with standard normal ``z`` and ``z_i``,
@@ -10,7 +10,7 @@ distributions, one per gene of a :class:`~atto_detectron.design.space.CellGenome
   whole network wider or narrower, the move between members of a family such as
   AttoNet-A..D; the ``z_i`` reshape it cell by cell;
 * each module's depthwise multiplier: a categorical distribution over
-  :data:`~atto_detectron.design.space.MULTIPLIER_CHOICES`;
+  :data:`~design_exploration.space.MULTIPLIER_CHOICES`;
 * each module's shortcut (where it may be either): a Bernoulli probability of a 1x1
   projection instead of the identity.
 

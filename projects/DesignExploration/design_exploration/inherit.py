@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..modeling.attonet_spec import STAGE_NAMES, AttoNetSpec
+from atto_detectron.modeling.attonet_spec import STAGE_NAMES, AttoNetSpec
 
 __all__ = [
     "AttoNetLayout",

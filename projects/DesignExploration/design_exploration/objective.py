@@ -8,7 +8,7 @@ from typing import Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from ..analysis import netscore
+from atto_detectron.analysis import netscore
 
 __all__ = ["candidate_netscore", "ranking_key", "measure_latency_ms"]
 
@@ -31,7 +31,7 @@ def ranking_key(record) -> Tuple:
     the earlier candidate.
 
     Args:
-        record: a :class:`~atto_detectron.design.records.CandidateRecord`, or a mapping
+        record: a :class:`~design_exploration.records.CandidateRecord`, or a mapping
             with its "violation", "netscore" and "id".
     """
     if isinstance(record, Mapping):

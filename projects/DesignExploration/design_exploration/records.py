@@ -1,14 +1,14 @@
 """
 The design search's state as typed records, and their JSON form.
 
-:class:`SearchState` is what :class:`~atto_detectron.design.explorer.DesignExplorer`
+:class:`SearchState` is what :class:`~design_exploration.explorer.DesignExplorer`
 saves after every candidate and reloads to resume: the search's setup, its generators
 (:class:`GeneratorRecord`), every candidate (:class:`CandidateRecord`; candidate 0 is the
 prototype) and the family's final figures (:class:`RetrainedRecord`). Each record has
 ``to_dict()`` / ``from_dict()``; the JSON form is state file version 1, with one flat
 object per record, so the state file stays readable and files written before these
 records existed load unchanged. Files are read and written by
-:class:`~atto_detectron.design.folder.SearchFolder`.
+:class:`~design_exploration.folder.SearchFolder`.
 """
 
 import copy
@@ -16,7 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
-from ..modeling import AttoNetSpec
+from atto_detectron.modeling import AttoNetSpec
+
 from .evaluate import CandidateResult
 from .objective import candidate_netscore
 from .requirements import DesignRequirements
@@ -158,7 +159,7 @@ class GeneratorRecord:
     Attributes:
         index: k.
         distribution: the generator's distribution
-            (:meth:`~atto_detectron.design.generator.CellGenerator.to_dict`).
+            (:meth:`~design_exploration.generator.CellGenerator.to_dict`).
         elite: ids of the candidates that steered it; its candidates' parents.
         first_candidate: the id of its first candidate.
     """

@@ -5,9 +5,10 @@ import math
 import os
 from typing import Dict, List, Mapping, Optional, Union
 
-from ..analysis.formatting import MISSING, format_number
-from ..checkpoint import atomic_write
-from ..modeling import AttoNetSpec
+from atto_detectron.analysis.formatting import MISSING, format_number
+from atto_detectron.checkpoint import atomic_write
+from atto_detectron.modeling import AttoNetSpec
+
 from .family import derive_family
 from .records import Figures, SearchState
 

@@ -161,7 +161,7 @@ def load_requirements(path: str) -> DesignRequirements:
         raise FileNotFoundError(
             f"Requirements file {path!r} does not exist. Write a yaml/json file with any of "
             f"min_accuracy, max_params, max_mult_adds, max_latency_ms (see "
-            f"configs/design/), or give them as flags."
+            f"projects/DesignExploration/configs/), or give them as flags."
         )
     try:
         with open(path) as f:

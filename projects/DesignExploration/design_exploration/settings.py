@@ -62,13 +62,13 @@ class ExplorerSettings:
             serve as parents.
         seed: seeds every random draw (with the candidate's id).
         retrain: retrain the family from scratch at the end (see
-            :mod:`~atto_detectron.design.explorer`).
+            :mod:`~design_exploration.explorer`).
         name_prefix: family members are named "<prefix>-G<k>" after their generator.
         max_draws: samples drawn from the generator for one candidate until one meets
             the parameter and mult-add budgets.
         max_repairs: times the last draw, still over budget, is scaled down before it is
             evaluated anyway (and then fails the indicator).
-        generator: see :class:`~atto_detectron.design.generator.GeneratorSettings`.
+        generator: see :class:`~design_exploration.generator.GeneratorSettings`.
     """
 
     population: int = 4

@@ -21,7 +21,7 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 
-from ..modeling.attonet_spec import (
+from atto_detectron.modeling.attonet_spec import (
     IDENTITY,
     PROJECTION,
     PROTOTYPE_STAGE_DEPTHS,
