@@ -60,6 +60,16 @@ RECIPES = OrderedDict(
             },
         ),
         (
+            "anchors",
+            {
+                "description": "the demo's, with anchors from 16 px (16..256 on P2..P6, "
+                "not 32..512): about half the generated objects are under 32 x 32 px",
+                "config": DEMO_CONFIG,
+                "opts": ["MODEL.ANCHOR_GENERATOR.SIZES", "[[16], [32], [64], [128], [256]]"],
+                "val_sets": ["voc_synth_grid_val"],
+            },
+        ),
+        (
             "long",
             {
                 "description": "the demo's, trained twice as long (2,200 iterations), its "
