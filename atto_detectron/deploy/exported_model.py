@@ -69,6 +69,7 @@ class ExportedModel:
         num_threads: Optional[int] = None,
         allow_spinning: bool = True,
         engine: Optional[str] = None,
+        openvino_properties: Optional[Dict[str, str]] = None,
     ):
         """
         Args:
@@ -82,6 +83,9 @@ class ExportedModel:
                 OpenVINO has no such setting.
             engine: one of ``FORMAT_ENGINES[format]``; default: the first (onnxruntime
                 for ONNX).
+            openvino_properties: compile properties added to :func:`openvino_config`'s
+                for OpenVINO, e.g. ``{"PERF_COUNT": "YES"}`` for per-node performance
+                counters (:attr:`openvino_request`'s ``get_profiling_info()``).
         """
         info_path = os.path.join(export_dir, INFO_FILE)
         self.info = read_export_info(export_dir)
@@ -125,12 +129,30 @@ class ExportedModel:
             import openvino
 
             core = openvino.Core()
-            compiled = core.compile_model(
-                core.read_model(path), "CPU", openvino_config(num_threads)
-            )
+            properties = {**openvino_config(num_threads), **(openvino_properties or {})}
+            compiled = core.compile_model(core.read_model(path), "CPU", properties)
+            self._compiled = compiled
             self._request = compiled.create_infer_request()
             self._ov_outputs = compiled.outputs
             self._run = self._run_openvino
+
+    @property
+    def openvino_compiled_model(self):
+        """The OpenVINO ``CompiledModel`` (OpenVINO engine only), e.g. for its runtime graph."""
+        self._require_openvino()
+        return self._compiled
+
+    @property
+    def openvino_request(self):
+        """The ``InferRequest`` every call runs (OpenVINO engine only)."""
+        self._require_openvino()
+        return self._request
+
+    def _require_openvino(self):
+        if self.engine != "openvino":
+            raise AttributeError(
+                f"an ExportedModel with engine {self.engine!r} has no OpenVINO model"
+            )
 
     def _run_torchscript(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         with torch.no_grad():
