@@ -317,6 +317,7 @@ def _figures(accuracy, netscore, feasible):
         mult_adds=2000,
         latency_ms=None,
         netscore=netscore,
+        score=netscore,
         met={"min_accuracy": feasible},
         violation=0.0 if feasible else 1.0,
         feasible=feasible,

@@ -324,8 +324,8 @@ def test_state_round_trips_through_its_json_file(tmp_path):
     assert load_state(output) == state
     assert SearchState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
-    # The keys of the state files that the explorer wrote before it had typed records,
-    # so that searches started then still resume.
+    # The keys of the state file (version 2).
+    assert data["version"] == 2
     assert list(data) == [
         "version",
         "task",
@@ -335,6 +335,7 @@ def test_state_round_trips_through_its_json_file(tmp_path):
         "evaluation",
         "requirements",
         "prototype",
+        "peers",
         "generators",
         "candidates",
         "retrained",
@@ -346,6 +347,7 @@ def test_state_round_trips_through_its_json_file(tmp_path):
         "mult_adds",
         "latency_ms",
         "netscore",
+        "score",
         "met",
         "violation",
         "feasible",
@@ -416,8 +418,9 @@ def test_invalid_state_files_are_refused_with_their_name(tmp_path):
         json.dump(data, f)
     with pytest.raises(ValueError, match=re.escape(path) + " is not a search state.*new --output"):
         load_state(output)
-    data["version"] = 2
+    # A state of version 1 (before peers, latency settings and objectives) is refused.
+    data["version"] = 1
     with open(path, "w") as f:
         json.dump(data, f)
-    with pytest.raises(ValueError, match="version 2 is not supported"):
+    with pytest.raises(ValueError, match="version 1 is not supported.*reads version 2"):
         _quick_explorer(output, resume=True)

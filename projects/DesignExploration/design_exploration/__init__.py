@@ -2,11 +2,13 @@
 Machine-driven design exploration: new AttoNets from a human prototype and requirements.
 
 A person fixes the network-level prototype (:mod:`.space`) and the requirements
-(:mod:`.requirements`: accuracy floor, parameter, mult-add and latency budgets); the
+(:mod:`.requirements`: accuracy floor, parameter, mult-add and latency budgets, as numbers
+or relative to peer models, :mod:`.peers`; and the objective); the
 :class:`DesignExplorer` (:mod:`.explorer`, settings in :mod:`.settings`) searches the
 module cells with successive generators (:mod:`.generator`), each candidate inheriting
 weights from a parent (:mod:`.inherit`) and trained briefly on the task
-(:mod:`.evaluate`), to maximise NetScore (:mod:`.objective`); the search state is typed
+(:mod:`.evaluate`; latency in the engine the user names, :mod:`.latency`), to maximise
+NetScore or the latency objective (:mod:`.objective`); the search state is typed
 records (:mod:`.records`) saved in the search's folder (:mod:`.folder`); :mod:`.family`
 picks and retrains the family; :mod:`.report` writes the family's table and plot.
 ``projects/DesignExploration/explore_design.py`` runs it.
@@ -32,7 +34,16 @@ from .inherit import (
     inherit_state_dict,
     inherit_weights,
 )
-from .objective import candidate_netscore, measure_latency_ms, ranking_key
+from .latency import detector_latency_ms, fixed_workload_detector
+from .objective import (
+    OBJECTIVES,
+    candidate_netscore,
+    latency_score,
+    measure_latency_ms,
+    objective_score,
+    ranking_key,
+)
+from .peers import PEER_CONFIGS, PEER_NAMES, PeerRecord, peer_config_file
 from .records import (
     STATE_VERSION,
     CandidateRecord,
@@ -42,8 +53,14 @@ from .records import (
     SearchState,
 )
 from .report import family_summary, format_family_table, plot_family, write_report
-from .requirements import DesignRequirements, load_requirements, parse_count
-from .settings import ExplorerSettings, SearchBudget, parse_budget
+from .requirements import DesignRequirements, PeerReference, load_requirements, parse_count
+from .settings import (
+    LATENCY_ENGINES,
+    ExplorerSettings,
+    LatencySettings,
+    SearchBudget,
+    parse_budget,
+)
 from .space import MULTIPLIER_CHOICES, CellGenome, get_prototype, uniform_prototype
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -10,11 +10,18 @@ Run from the repository root::
     python projects/DesignExploration/explore_design.py --task detection \\
         --data voc_synth_train,voc_synth_val --budget 8 --requirements ... \\
         --config-file configs/synth/atto_maskrcnn_synth.yaml
+    python projects/DesignExploration/explore_design.py --task detection \\
+        --data voc_synth_train,voc_synth_val --budget 8 --latency-engine openvino \\
+        --requirements projects/DesignExploration/configs/cpu_detection.yaml
 
 The prototype (--prototype; default: the uniform prototype of design_exploration.space)
 is trained from scratch; successive generators of module cells then propose candidates,
-each inheriting its parent's weights and fine-tuned briefly, ranked by NetScore subject to
-the requirements (accuracy floor, parameter / mult-add / latency budgets). The best
+each inheriting its parent's weights and fine-tuned briefly, ranked by NetScore (or, with
+"objective: latency" in the requirements, by the latency score) subject to the
+requirements (accuracy floor, parameter / mult-add / latency budgets, as numbers or
+relative to peers such as {of: ShuffleNetV2-FPN}, which are measured once at the start).
+Latency is the median single-image inference time of the whole model on this machine,
+in --latency-engine (detection: the config's test size and proposals/detections). The best
 candidate of each generator that improves on all before it joins the family; the family
 is retrained from scratch on the prototype's schedule, and members whose retrained
 figures miss a requirement or the prototype's NetScore are reported as not kept.
@@ -38,6 +45,8 @@ import atto_detectron  # noqa: F401  (registers the AttoNet backbones and datase
 from atto_detectron.engine import parse_args_any_order
 
 from . import (
+    LATENCY_ENGINES,
+    OBJECTIVES,
     ClassificationEvaluator,
     ClassificationSearchConfig,
     DesignExplorer,
@@ -45,6 +54,7 @@ from . import (
     DetectionEvaluator,
     DetectionSearchConfig,
     ExplorerSettings,
+    LatencySettings,
     family_summary,
     format_family_table,
     get_prototype,
@@ -94,7 +104,31 @@ def get_parser():
     req.add_argument("--min-accuracy", type=float, help="percent: top-1 or box AP50")
     req.add_argument("--max-params", help="e.g. 250000 or 250K")
     req.add_argument("--max-mult-adds", help="at the task's input size, e.g. 1.2M")
-    req.add_argument("--max-latency-ms", type=float, help="median, one image, this machine")
+    req.add_argument(
+        "--max-latency-ms", type=float, help="median, one image, this machine, --latency-engine"
+    )
+    req.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="what ranks the candidates: netscore (accuracy, parameters, mult-adds) or latency "
+        "(accuracy, parameters, measured latency); default: the file's, else netscore",
+    )
+
+    lat = parser.add_argument_group("latency measurement (recorded in the search state)")
+    lat_defaults = LatencySettings()
+    lat.add_argument(
+        "--latency-engine",
+        choices=LATENCY_ENGINES,
+        default=lat_defaults.engine,
+        help="detection: pytorch (eager), openvino (the plugin's ONNX export on OpenVINO's "
+        "CPU plugin) or openvino-int8 (that export quantized by NNCF); classification: "
+        "pytorch",
+    )
+    lat.add_argument(
+        "--latency-runs", type=int, default=lat_defaults.runs, help="timed runs (median)"
+    )
+    lat.add_argument("--latency-warmup", type=int, default=lat_defaults.warmup)
+    lat.add_argument("--latency-threads", type=int, default=lat_defaults.threads)
 
     search = parser.add_argument_group("prototype and search")
     search.add_argument(
@@ -171,6 +205,7 @@ def build_requirements(args) -> DesignRequirements:
         max_params=args.max_params,
         max_mult_adds=args.max_mult_adds,
         max_latency_ms=args.max_latency_ms,
+        objective=args.objective,
     )
 
 
@@ -229,6 +264,12 @@ def main(argv=None):
         seed=args.seed,
         retrain=not args.no_retrain,
         name_prefix=args.name_prefix,
+        latency=LatencySettings(
+            engine=args.latency_engine,
+            runs=args.latency_runs,
+            warmup=args.latency_warmup,
+            threads=args.latency_threads,
+        ),
     )
     explorer = DesignExplorer(
         build_evaluator(args), prototype, requirements, output, settings, resume=args.resume

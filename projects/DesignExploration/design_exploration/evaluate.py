@@ -13,6 +13,13 @@ Two tasks share one interface (:class:`CandidateEvaluator`):
   :func:`~atto_detectron.analysis.detection.detection_complexity` measures it (test image
   size, fixed number of proposals and detections).
 
+Latencies (when a requirement or the objective needs them) are measured as
+:class:`~design_exploration.settings.LatencySettings` say: for classification, the trained
+classifier in PyTorch; for detection, the whole detector at the config's operating point
+with random weights, in the engine named there (:mod:`~design_exploration.latency`). The
+detection evaluator also measures the peers that requirements are relative to
+(:meth:`DetectionEvaluator.measure_peer`).
+
 Each candidate is trained on one of two schedules: "scratch" (the prototype, and the final
 retraining of the family, all with the same seed) or "finetune" (a short schedule for a
 candidate that inherits its parent's weights).
@@ -20,12 +27,14 @@ candidate that inherits its parent's weights).
 
 import copy
 import gc
+import json
 import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -40,7 +49,10 @@ from atto_detectron.classification import (
 from atto_detectron.modeling import AttoNetSpec, build_attonet_classifier, save_attonet_spec
 
 from .inherit import CLASSIFIER_LAYOUT, DETECTOR_FPN_LAYOUT, AttoNetLayout
+from .latency import torch_threads
 from .objective import measure_latency_ms
+from .peers import PeerRecord, peer_config_file
+from .settings import LATENCY_ENGINES, LatencySettings
 
 __all__ = [
     "SCHEDULES",
@@ -54,6 +66,14 @@ __all__ = [
 
 SCHEDULES = ("scratch", "finetune")
 Initializer = Callable[[nn.Module], object]
+LatencyRequest = Union[bool, None, LatencySettings]
+
+
+def _latency_settings(measure_latency: LatencyRequest) -> Optional[LatencySettings]:
+    """``evaluate``'s ``measure_latency``: settings, True (the defaults), False or None."""
+    if isinstance(measure_latency, LatencySettings):
+        return measure_latency
+    return LatencySettings() if measure_latency else None
 
 
 @dataclass
@@ -77,11 +97,13 @@ class CandidateEvaluator:
         accuracy_name: what "accuracy" means ("top-1", "box AP50").
         input_size: (H, W) at which parameters and mult-adds are counted.
         layout: where the AttoNet sits in the model's state dict (for inheritance).
+        latency_engines: the engines it can measure latency in.
     """
 
     task: str
     accuracy_name: str
     layout: AttoNetLayout
+    latency_engines: Tuple[str, ...] = ("pytorch",)
 
     def settings(self) -> Dict:
         """Everything that changes the results (stored with the search state)."""
@@ -106,14 +128,41 @@ class CandidateEvaluator:
         schedule: str,
         seed: int,
         initialize: Optional[Initializer] = None,
-        measure_latency: bool = False,
+        measure_latency: LatencyRequest = False,
     ) -> CandidateResult:
         """
         Builds the model of ``spec`` (its spec file is ``spec_path``) with ``seed``,
         calls ``initialize(model)`` (weight inheritance) when given, trains it on
-        ``schedule`` and evaluates it.
+        ``schedule`` and evaluates it; measures its latency when ``measure_latency``
+        (:class:`~design_exploration.settings.LatencySettings`, or True for the defaults).
         """
         raise NotImplementedError
+
+    def peer_config_file(self, name: str) -> str:
+        """
+        The config of peer ``name`` (see :mod:`~design_exploration.peers`).
+
+        Raises:
+            ValueError: when the task has no peers, or the peer is unknown.
+        """
+        raise ValueError(
+            f"requirements relative to peers ({name}) need --task detection: the peers are "
+            f"detectors"
+        )
+
+    def measure_peer(
+        self,
+        name: str,
+        seed: int,
+        accuracy: bool,
+        latency: Optional[LatencySettings],
+    ) -> PeerRecord:
+        """
+        Measures peer ``name``: parameters and mult-adds; its accuracy when ``accuracy``
+        (trained on the "scratch" schedule with ``seed``, as the prototype); its latency
+        with ``latency`` when given.
+        """
+        raise ValueError(f"{self.task} has no peers (see peer_config_file)")
 
 
 def _cpu_state(model: nn.Module) -> Dict[str, torch.Tensor]:
@@ -247,8 +296,20 @@ class ClassificationEvaluator(CandidateEvaluator):
         )
         metrics = trainer.train()
         latency = None
-        if measure_latency:
-            latency = measure_latency_ms(model, self._input(next(model.parameters()).device))
+        latency_settings = _latency_settings(measure_latency)
+        if latency_settings is not None:
+            if latency_settings.engine != "pytorch":
+                raise ValueError(
+                    f"classification measures latency in PyTorch only; got engine "
+                    f"{latency_settings.engine!r}"
+                )
+            with torch_threads(latency_settings.threads):
+                latency = measure_latency_ms(
+                    model,
+                    self._input(next(model.parameters()).device),
+                    runs=latency_settings.runs,
+                    warmup=latency_settings.warmup,
+                )
         return CandidateResult(
             accuracy=float(metrics["top1"]),
             params=params,
@@ -293,6 +354,7 @@ class DetectionEvaluator(CandidateEvaluator):
     task = "detection"
     accuracy_name = "box AP50"
     layout = DETECTOR_FPN_LAYOUT
+    latency_engines = LATENCY_ENGINES
 
     def __init__(self, config: DetectionSearchConfig):
         if not os.path.isfile(config.config_file):
@@ -317,6 +379,7 @@ class DetectionEvaluator(CandidateEvaluator):
                 f"detectors with tools/train_net.py and MODEL.ATTONET.SPEC."
             )
         self._complexity = {}
+        self._latency = {}
 
     def _load_base_cfg(self):
         from atto_detectron.config import load_config
@@ -334,13 +397,21 @@ class DetectionEvaluator(CandidateEvaluator):
 
     def candidate_cfg(self, spec_path: str, schedule: str, seed: int, output_dir: str):
         """The Detectron2 config that trains and tests one candidate."""
+        cfg = self._scheduled(self.base_cfg, schedule, seed, output_dir)
+        cfg.defrost()
+        cfg.MODEL.ATTONET.SPEC = spec_path
+        cfg.freeze()
+        return cfg
+
+    def _scheduled(self, base_cfg, schedule: str, seed: int, output_dir: str):
+        """``base_cfg`` on ``schedule`` with ``seed``, writing to ``output_dir``."""
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
-        cfg = self.base_cfg.clone()
+        cfg = base_cfg.clone()
         cfg.defrost()
         base_iters = cfg.SOLVER.MAX_ITER
         if schedule == "scratch":
-            iters = self.config.scratch_iters or base_iters
+            iters = self.config.scratch_iters or self.base_cfg.SOLVER.MAX_ITER
         else:
             iters = self.config.finetune_iters
             cfg.SOLVER.BASE_LR *= self.config.finetune_lr_factor
@@ -354,7 +425,6 @@ class DetectionEvaluator(CandidateEvaluator):
         )
         cfg.SOLVER.CHECKPOINT_PERIOD = iters
         cfg.TEST.EVAL_PERIOD = 0
-        cfg.MODEL.ATTONET.SPEC = spec_path
         cfg.MODEL.WEIGHTS = ""
         cfg.OUTPUT_DIR = output_dir
         cfg.SEED = int(seed % 2**31)
@@ -376,14 +446,111 @@ class DetectionEvaluator(CandidateEvaluator):
             )
         return self._complexity[key]
 
-    def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
+    # Peers' operating point and training: what must equal the search config's for the
+    # comparison to be paired.
+    PAIRED_KEYS = (
+        "INPUT.MIN_SIZE_TEST",
+        "INPUT.MAX_SIZE_TEST",
+        "INPUT.MIN_SIZE_TRAIN",
+        "INPUT.MAX_SIZE_TRAIN",
+        "MODEL.RPN.POST_NMS_TOPK_TEST",
+        "TEST.DETECTIONS_PER_IMAGE",
+        "DATASETS.TRAIN",
+        "DATASETS.TEST",
+        "SOLVER.IMS_PER_BATCH",
+        "SOLVER.MAX_ITER",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+    )
+
+    def peer_config_file(self, name: str) -> str:
+        return peer_config_file(name, self.config.config_file)
+
+    def peer_cfg(self, name: str, seed: int, output_dir: str):
+        """
+        The Detectron2 config that trains and tests peer ``name``: its own config with the
+        search's overrides, on the "scratch" schedule with ``seed`` (the prototype's
+        training: the same iterations, images and order), from scratch (no MODEL.WEIGHTS).
+
+        Raises:
+            ValueError: naming the peer's config, when its operating point, data or batch
+                differ from the search config's (:attr:`PAIRED_KEYS`).
+        """
+        from atto_detectron.config import load_config
+
+        config_file = self.peer_config_file(name)
+        cfg = self._scheduled(
+            load_config(config_file, self.config.opts), "scratch", seed, output_dir
+        )
+        prototype = self.candidate_cfg("prototype.yaml", "scratch", seed, output_dir)
+        differ = []
+        for key in self.PAIRED_KEYS:
+            mine, theirs = prototype, cfg
+            for part in key.split("."):
+                mine, theirs = getattr(mine, part), getattr(theirs, part)
+            if mine != theirs:
+                differ.append(f"{key} {theirs!r} (search: {mine!r})")
+        if differ:
+            raise ValueError(
+                f"peer {name} ({config_file}) is not paired with the search config "
+                f"{self.config.config_file}: {'; '.join(differ)}. Give the search a config "
+                f"with the peer's settings, or override them (KEY VALUE)."
+            )
+        return cfg
+
+    def latency_ms(self, cfg, settings: LatencySettings) -> float:
+        """The latency of the detector of ``cfg`` (see :mod:`~design_exploration.latency`)."""
+        from .latency import detector_latency_ms
+
+        if settings.engine not in self.latency_engines:
+            raise ValueError(
+                f"latency engine must be one of {self.latency_engines}; got {settings.engine!r}"
+            )
+        return detector_latency_ms(cfg, settings)
+
+    def _spec_latency_ms(self, spec: AttoNetSpec, settings: LatencySettings) -> float:
+        """The latency of ``spec``'s detector, measured once per process (random weights)."""
+        key = (repr(spec.stages), repr(spec.stem_channels), repr(settings))
+        if key not in self._latency:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = save_attonet_spec(spec, os.path.join(tmp, "spec.yaml"))
+                cfg = self.candidate_cfg(path, "scratch", 0, tmp)
+                self._latency[key] = self.latency_ms(cfg, settings)
+        return self._latency[key]
+
+    def measure_peer(self, name, seed, accuracy, latency):
+        from atto_detectron.analysis.detection import detection_complexity
+
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="design_peer_") as tmp:
+            cfg = self.peer_cfg(name, seed, os.path.join(tmp, "train"))
+            measured = detection_complexity(cfg, self.input_size)
+            latency_ms = None if latency is None else self.latency_ms(cfg, latency)
+            ap50, metrics = None, {}
+            if accuracy:
+                ap50, metrics, _ = self._train_and_test(cfg, initialize=None)
+        return PeerRecord(
+            name=name,
+            config_file=self.peer_config_file(name),
+            params=int(measured["params"]["total"]),
+            mult_adds=int(measured["mult_adds"]["total"]),
+            latency_ms=latency_ms,
+            accuracy=ap50,
+            metrics=json.loads(json.dumps(metrics, default=float)),
+            seconds=time.perf_counter() - start,
+        )
+
+    def _train_and_test(self, cfg, initialize: Optional[Initializer]):
+        """
+        Trains the model of ``cfg`` (seeded by ``cfg.SEED``; ``initialize(model)`` first
+        when given) and tests it on ``DATASETS.TEST``; deletes ``cfg.OUTPUT_DIR``.
+
+        Returns:
+            (box AP50, 0 where it is not finite; the test results; the weights on CPU).
+        """
         from detectron2.utils.env import seed_all_rng
 
         from atto_detectron.engine import AttoTrainer
 
-        params, mult_adds = self.complexity(spec)
-        output_dir = f"{os.path.splitext(spec_path)[0]}_{schedule}"
-        cfg = self.candidate_cfg(spec_path, schedule, seed, output_dir)
         # Seeds the initialisation and Detectron2's TrainingSampler (which otherwise draws
         # a random seed).
         seed_all_rng(cfg.SEED)
@@ -398,24 +565,27 @@ class DetectionEvaluator(CandidateEvaluator):
             if results is None:
                 results = AttoTrainer.test(cfg, model)
             ap50 = float(results["bbox"]["AP50"])
-            latency = None
-            if measure_latency:
-                latency = measure_latency_ms(model, (self._latency_inputs(model),))
             state = _cpu_state(model)
         finally:
             trainer = model = None
             gc.collect()
-            shutil.rmtree(output_dir, ignore_errors=True)
+            shutil.rmtree(cfg.OUTPUT_DIR, ignore_errors=True)
+        return (ap50 if math.isfinite(ap50) else 0.0), copy.deepcopy(dict(results)), state
+
+    def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
+        params, mult_adds = self.complexity(spec)
+        output_dir = f"{os.path.splitext(spec_path)[0]}_{schedule}"
+        cfg = self.candidate_cfg(spec_path, schedule, seed, output_dir)
+        accuracy, results, state = self._train_and_test(cfg, initialize)
+        latency_settings = _latency_settings(measure_latency)
+        latency = None
+        if latency_settings is not None:
+            latency = self._spec_latency_ms(spec, latency_settings)
         return CandidateResult(
-            accuracy=ap50 if math.isfinite(ap50) else 0.0,
+            accuracy=accuracy,
             params=params,
             mult_adds=mult_adds,
             latency_ms=latency,
-            metrics=copy.deepcopy(dict(results)),
+            metrics=results,
             state_dict=state,
         )
-
-    def _latency_inputs(self, model):
-        height, width = self.input_size
-        image = torch.zeros(3, height, width, device=next(model.parameters()).device)
-        return [{"image": image, "height": height, "width": width}]

@@ -1,12 +1,20 @@
 """The machine-driven design explorer: successive generators of module cells.
 
 The paper (Sec. 2.2) finds a generator G that maximises a performance function U (here
-NetScore) over the networks it generates, subject to an indicator function 1_r (here
+NetScore, or the latency objective that the requirements may choose; see
+:mod:`~design_exploration.objective`) over the networks it generates, subject to an
+indicator function 1_r (here
 :class:`~design_exploration.requirements.DesignRequirements`), by building successive
 generators G_0, G_1, ... from a human prototype. Its generator (generative synthesis) is
 not public. :class:`DesignExplorer` implements the following, simpler scheme for the same
 problem:
 
+0. The peers that requirements are relative to (``max_latency_ms: {of: ShuffleNetV2-FPN}``,
+   see :mod:`~design_exploration.requirements`) are measured, once: their latency as the
+   candidates' (same engine, threads, runs, process), their parameters and mult-adds,
+   and, when a requirement needs it, their accuracy after the prototype's training (same
+   schedule, seed and data order: paired with the prototype and the family's
+   retraining). The requirements then hold numbers.
 1. The prototype is trained from scratch ("scratch" schedule) and measured: candidate 0.
 2. G_0 is a :class:`~design_exploration.generator.CellGenerator` centred on the
    prototype's cells. Generator k proposes ``population`` candidates. Each:
@@ -19,15 +27,15 @@ problem:
    * inherits the weights of its *parent*, the member of G_k's elite closest to it in
      log2 widths (:mod:`~design_exploration.inherit`), and is fine-tuned briefly
      ("finetune" schedule), then tested on the validation set;
-   * is ranked: candidates meeting every requirement by NetScore, then the others by
+   * is ranked: candidates meeting every requirement by the objective's score, then the others by
      how far they miss (:func:`~design_exploration.objective.ranking_key`).
 
 3. The elite is the ``num_elite`` best candidates so far; G_{k+1} moves G_k towards them
    (:meth:`~design_exploration.generator.CellGenerator.updated`).
 4. Generator k belongs to the sequence of successively better generators when its best
-   candidate that meets the requirements has a higher NetScore than the prototype and
+   candidate that meets the requirements has a higher score than the prototype and
    every earlier generator in the sequence; that candidate joins the *family*, so the
-   family's NetScores increase from member to member.
+   family's scores increase from member to member.
 5. Each family member is then retrained from scratch on the prototype's schedule and
    seed, so that its accuracy owes nothing to its ancestors' training and compares
    fairly with the prototype's; the report gives both figures and which requirements
@@ -66,7 +74,7 @@ from .folder import STATE_FILE, SearchFolder, load_state
 from .generator import CellGenerator
 from .inherit import inherit_weights
 from .objective import ranking_key
-from .records import CandidateRecord, Figures, GeneratorRecord, SearchState
+from .records import CandidateRecord, Figures, GeneratorRecord, PeerRecord, SearchState
 from .requirements import DesignRequirements
 from .settings import ExplorerSettings, SearchBudget, parse_budget
 from .space import CellGenome
@@ -113,8 +121,17 @@ class DesignExplorer:
             FileExistsError: when ``output_dir`` already holds a search and ``resume`` is
                 False.
             ValueError: when resuming a search whose settings differ from these, or whose
-                state is not valid.
+                state is not valid; when the evaluator cannot measure latency in the
+                settings' engine, or has no peer that the requirements name.
         """
+        engine = (settings or ExplorerSettings()).latency.engine
+        if engine not in evaluator.latency_engines:
+            raise ValueError(
+                f"--task {evaluator.task} measures latency in "
+                f"{', '.join(evaluator.latency_engines)}; got the latency engine {engine!r}"
+            )
+        for reference in requirements.peer_references().values():
+            evaluator.peer_config_file(reference.of)  # fails early, naming the known peers
         self.evaluator = evaluator
         self.prototype = prototype
         self.prototype_genome = CellGenome.from_spec(prototype)
@@ -163,6 +180,40 @@ class DesignExplorer:
         self.folder.save_state(self.state)
 
     @property
+    def resolved_requirements(self) -> DesignRequirements:
+        """The requirements with the measured peers' figures in place of references."""
+        return self.requirements.resolved(
+            {name: peer.figures() for name, peer in self.state.peers.items()}
+        )
+
+    @property
+    def latency_request(self):
+        """What the evaluator is asked to measure latency with (False: no latency)."""
+        return self.settings.latency if self.requirements.needs_latency else False
+
+    def _measure_peers(self) -> None:
+        """Measures each peer that the requirements name and the state lacks (step 0)."""
+        for name in self.requirements.peer_names():
+            if name in self.state.peers:
+                continue
+            figures = self.requirements.peer_figures(name)
+            logger.info("Measuring the peer %s (%s)", name, ", ".join(figures))
+            record = self.evaluator.measure_peer(
+                name,
+                self.settings.seed_for(0),  # the prototype's: the same images, in order
+                accuracy="accuracy" in figures,
+                latency=(
+                    self.settings.latency
+                    if self.requirements.needs_latency or "latency_ms" in figures
+                    else None
+                ),
+            )
+            if not isinstance(record, PeerRecord):
+                raise TypeError(f"measure_peer returned {record!r}, not a PeerRecord")
+            self.state.peers[name] = record
+            self._save_state()
+
+    @property
     def candidates(self) -> List[CandidateRecord]:
         return self.state.candidates
 
@@ -177,7 +228,7 @@ class DesignExplorer:
 
     def _budget_excess(self, genome: CellGenome, name: str) -> float:
         """The largest value / budget ratio of ``genome`` (0 without budgets)."""
-        requirements, spec = self.requirements, genome.to_spec(name)
+        requirements, spec = self.resolved_requirements, genome.to_spec(name)
         if requirements.max_params is None and requirements.max_mult_adds is None:
             return 0.0
         if requirements.max_mult_adds is None:  # counting parameters alone is cheap
@@ -242,7 +293,7 @@ class DesignExplorer:
             schedule,
             seed,
             initialize=initialize,
-            measure_latency=self.requirements.needs_latency,
+            measure_latency=self.latency_request,
         )
 
     def _evaluate(
@@ -278,7 +329,7 @@ class DesignExplorer:
             spec=spec,
             spec_file=spec_file,
             weights=self.folder.save_weights(result.state_dict, weights),
-            figures=Figures.measure(result, self.requirements),
+            figures=Figures.measure(result, self.resolved_requirements),
             seconds=time.perf_counter() - start,
         )
         self.candidates.append(record)
@@ -362,6 +413,7 @@ class DesignExplorer:
             on_candidate: called with each new candidate's record after the state is saved.
         """
         os.makedirs(self.output_dir, exist_ok=True)
+        self._measure_peers()
         if not self.candidates:
             logger.info("Training the prototype %s from scratch", self.prototype.name)
             self._evaluate_prototype()
@@ -387,7 +439,7 @@ class DesignExplorer:
                 bar.set_postfix(
                     generator=k,
                     acc=format_number(record.figures.accuracy, digits=1),
-                    best=format_number(best.figures.netscore, digits=2, missing="nan"),
+                    best=format_number(best.figures.score, digits=2, missing="nan"),
                     family=len(self.family()),
                     refresh=False,
                 )
@@ -401,7 +453,7 @@ class DesignExplorer:
             if member.candidate.id not in self.state.retrained:
                 logger.info("Retraining %s from scratch", member.name)
                 self.state.retrained[member.candidate.id] = retrain_member(
-                    member, self.evaluator, self.requirements, self.settings, self.folder
+                    member, self.evaluator, self.resolved_requirements, self.settings, self.folder
                 )
                 self._save_state()
         return self.state

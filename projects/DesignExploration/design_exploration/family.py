@@ -38,27 +38,28 @@ class FamilyMember:
 def derive_family(state: SearchState) -> List[FamilyMember]:
     """
     The sequence of successively better generators and their best candidates: generator k
-    joins it when its best candidate that meets the requirements has a higher NetScore
-    than the prototype and every earlier generator in the sequence.
+    joins it when its best candidate that meets the requirements has a higher score (the
+    objective's: NetScore unless the requirements chose another) than the prototype and
+    every earlier generator in the sequence.
     """
     prototype = state.prototype_record
     if prototype is None:
         return []
     figures = prototype.figures
-    best = figures.netscore if figures.feasible and figures.netscore else -math.inf
+    best = figures.score if figures.feasible and figures.score is not None else -math.inf
     family = []
     for generator in state.generators:
         k = generator.index
         scored = [
             c
             for c in state.candidates
-            if c.generator == k and c.figures.feasible and c.figures.netscore is not None
+            if c.generator == k and c.figures.feasible and c.figures.score is not None
         ]
         if not scored:
             continue
         winner = min(scored, key=ranking_key)
-        if winner.figures.netscore > best:
-            best = winner.figures.netscore
+        if winner.figures.score > best:
+            best = winner.figures.score
             family.append(FamilyMember(k, winner, state.settings.member_name(k)))
     return family
 
@@ -71,7 +72,8 @@ def retrain_member(
     folder: SearchFolder,
 ) -> RetrainedRecord:
     """
-    Writes ``member``'s spec file and weights to ``family/`` in ``folder``: retrained from
+    Writes ``member``'s spec file and weights to ``family/`` in ``folder`` (``requirements``
+    resolved: numbers only): retrained from
     scratch when ``settings.retrain`` (so that its accuracy owes nothing to its ancestors'
     training), else the weights and figures of the search.
     """
@@ -89,7 +91,7 @@ def retrain_member(
             "scratch",
             settings.seed_for(0),
             initialize=None,
-            measure_latency=requirements.needs_latency,
+            measure_latency=settings.latency if requirements.needs_latency else False,
         )
         schedule, figures = "scratch", Figures.measure(result, requirements)
         folder.save_weights(result.state_dict, weights)

@@ -18,7 +18,7 @@ import torch
 from atto_detectron.checkpoint import atomic_write, load_weights_file
 from atto_detectron.modeling import AttoNetSpec, save_attonet_spec
 
-from .records import SearchState
+from .records import STATE_VERSION, SearchState
 
 __all__ = ["STATE_FILE", "SearchFolder", "load_state"]
 
@@ -89,6 +89,13 @@ class SearchFolder:
             ) from e
         if not isinstance(data, dict):
             raise ValueError(f"{path} is not a valid search state; start a new --output")
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"{path}: search state version {data.get('version')} is not supported; this "
+                f"explorer reads version {STATE_VERSION} (which records the peers, the latency "
+                f"settings and the objective). Start a new --output, or finish that search "
+                f"with the explorer that started it."
+            )
         try:
             state = SearchState.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -5,10 +5,15 @@ The design search's state as typed records, and their JSON form.
 saves after every candidate and reloads to resume: the search's setup, its generators
 (:class:`GeneratorRecord`), every candidate (:class:`CandidateRecord`; candidate 0 is the
 prototype) and the family's final figures (:class:`RetrainedRecord`). Each record has
-``to_dict()`` / ``from_dict()``; the JSON form is state file version 1, with one flat
-object per record, so the state file stays readable and files written before these
-records existed load unchanged. Files are read and written by
-:class:`~design_exploration.folder.SearchFolder`.
+``to_dict()`` / ``from_dict()``; the JSON form is state file version
+:data:`STATE_VERSION`, with one flat object per record, so the state file stays readable.
+Files are read and written by :class:`~design_exploration.folder.SearchFolder`.
+
+Version 2 added the peers that requirements are relative to (:class:`PeerRecord`,
+measured once), the latency settings (in the settings), the objective (in the
+requirements) and each figure's ``score`` under it; version 1 states are refused (the
+figures of their candidates lack the score, and the search lacks the settings that a
+resumed search must share).
 """
 
 import copy
@@ -19,20 +24,22 @@ from typing import Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 from atto_detectron.modeling import AttoNetSpec
 
 from .evaluate import CandidateResult
-from .objective import candidate_netscore
+from .objective import candidate_netscore, objective_score
+from .peers import PeerRecord
 from .requirements import DesignRequirements
 from .settings import ExplorerSettings
 
 __all__ = [
     "STATE_VERSION",
     "Figures",
+    "PeerRecord",
     "CandidateRecord",
     "GeneratorRecord",
     "RetrainedRecord",
     "SearchState",
 ]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 _Record = TypeVar("_Record")
 
@@ -47,6 +54,8 @@ class Figures:
         params, mult_adds: of the whole model, at the task's input size.
         latency_ms: median single-image forward time; None when no budget needs it.
         netscore: NetScore (alpha 2, beta = gamma = 0.5); None at 0% accuracy.
+        score: the requirements' objective (:func:`~design_exploration.objective.
+            objective_score`; NetScore unless they chose another): what ranks candidates.
         met: each requirement that is set -> whether it holds.
         violation: how far the requirements are missed (0 when all are met).
         feasible: whether every requirement holds (the indicator function).
@@ -58,6 +67,7 @@ class Figures:
     mult_adds: int
     latency_ms: Optional[float]
     netscore: Optional[float]
+    score: Optional[float]
     met: Dict[str, bool]
     violation: float
     feasible: bool
@@ -65,7 +75,10 @@ class Figures:
 
     @classmethod
     def measure(cls, result: CandidateResult, requirements: DesignRequirements) -> "Figures":
-        """The figures of one evaluation, judged by ``requirements``."""
+        """
+        The figures of one evaluation, judged by ``requirements`` (resolved: numbers
+        only, see :meth:`SearchState.resolved_requirements`).
+        """
         measured = {
             "accuracy": result.accuracy,
             "params": int(result.params),
@@ -77,6 +90,13 @@ class Figures:
         return cls(
             **measured,
             netscore=candidate_netscore(result.accuracy, result.params, result.mult_adds),
+            score=objective_score(
+                requirements.objective,
+                result.accuracy,
+                result.params,
+                result.mult_adds,
+                result.latency_ms,
+            ),
             met=met,
             violation=violation,
             feasible=violation == 0 and all(met.values()),
@@ -233,8 +253,11 @@ class SearchState:
         input_size: (H, W) at which parameters and mult-adds are counted.
         settings: the explorer's settings.
         evaluation: the evaluator's settings (task-specific), in JSON form.
-        requirements: the indicator function.
+        requirements: the indicator function and the objective, as given (requirements
+            relative to peers unresolved; see :meth:`resolved_requirements`).
         prototype: the human prototype.
+        peers: peer name -> its measurements, for the peers that the requirements name
+            (measured once, before the prototype).
         generators: G_0, G_1, ... so far.
         candidates: every candidate so far, the prototype first.
         retrained: candidate id -> the final figures of that family member.
@@ -248,6 +271,7 @@ class SearchState:
     evaluation: Dict
     requirements: DesignRequirements
     prototype: AttoNetSpec
+    peers: Dict[str, PeerRecord] = field(default_factory=dict)
     generators: List[GeneratorRecord] = field(default_factory=list)
     candidates: List[CandidateRecord] = field(default_factory=list)
     retrained: Dict[int, RetrainedRecord] = field(default_factory=dict)
@@ -263,6 +287,17 @@ class SearchState:
     def prototype_record(self) -> Optional[CandidateRecord]:
         """Candidate 0, once the prototype is evaluated."""
         return self.candidates[0] if self.candidates else None
+
+    def resolved_requirements(self) -> DesignRequirements:
+        """
+        The requirements with those relative to peers replaced by the peers' figures.
+
+        Raises:
+            ValueError: when a peer they name is not measured yet.
+        """
+        return self.requirements.resolved(
+            {name: peer.figures() for name, peer in self.peers.items()}
+        )
 
     def setup(self) -> Dict:
         """The setup in JSON form: what a resumed search must have in common with this."""
@@ -291,6 +326,7 @@ class SearchState:
         data = {"version": STATE_VERSION}
         data.update(self.setup())
         data.update(
+            peers={name: _record_dict(p, PeerRecord) for name, p in self.peers.items()},
             generators=[_record_dict(g, GeneratorRecord) for g in self.generators],
             candidates=[_record_dict(c, CandidateRecord) for c in self.candidates],
             # JSON object keys are strings.
@@ -307,7 +343,11 @@ class SearchState:
             KeyError, TypeError, ValueError: when ``data`` is not a valid state.
         """
         if data.get("version") != STATE_VERSION:
-            raise ValueError(f"search state version {data.get('version')} is not supported")
+            raise ValueError(
+                f"search state version {data.get('version')} is not supported: this "
+                f"explorer reads version {STATE_VERSION} (version 2 added the peers, the "
+                f"latency settings and the objective)"
+            )
         return cls(
             task=data["task"],
             accuracy_name=data["accuracy_name"],
@@ -316,6 +356,7 @@ class SearchState:
             evaluation=data["evaluation"],
             requirements=DesignRequirements.from_dict(data["requirements"]),
             prototype=AttoNetSpec.from_dict(data["prototype"]),
+            peers={name: PeerRecord.from_dict(p) for name, p in data["peers"].items()},
             generators=[GeneratorRecord.from_dict(g) for g in data["generators"]],
             candidates=[CandidateRecord.from_dict(c) for c in data["candidates"]],
             retrained={int(k): RetrainedRecord.from_dict(r) for k, r in data["retrained"].items()},

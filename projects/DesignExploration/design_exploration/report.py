@@ -52,6 +52,7 @@ def _figures(figures: Figures) -> Dict:
         "mult_adds": figures.mult_adds,
         "latency_ms": figures.latency_ms,
         "netscore": figures.netscore,
+        "score": figures.score,
         "met": figures.met,
         "feasible": figures.feasible,
     }
@@ -71,6 +72,10 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         state = SearchState.from_dict(state)
     prototype = state.prototype_record
     family = derive_family(state)
+    try:
+        requirements = state.resolved_requirements()
+    except ValueError:  # a peer is not measured yet
+        requirements = state.requirements
     in_sequence = {member.generator for member in family}
     rows = []
     for member in family:
@@ -80,10 +85,8 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         # a floor it met after fine-tuning in the search.
         figures = (final or record).figures
         beats_prototype = bool(
-            figures.netscore is not None
-            and (
-                prototype.figures.netscore is None or figures.netscore > prototype.figures.netscore
-            )
+            figures.score is not None
+            and (prototype.figures.score is None or figures.score > prototype.figures.score)
         )
         rows.append(
             {
@@ -105,14 +108,14 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         k = generator.index
         own = [c for c in state.candidates if c.generator == k]
         feasible = [
-            c.figures.netscore for c in own if c.figures.feasible and c.figures.netscore is not None
+            c.figures.score for c in own if c.figures.feasible and c.figures.score is not None
         ]
         generators.append(
             {
                 "index": k,
                 "candidates": [c.id for c in own],
                 "feasible": len(feasible),
-                "best_netscore": max(feasible) if feasible else None,
+                "best_score": max(feasible) if feasible else None,
                 "in_sequence": k in in_sequence,
             }
         )
@@ -120,7 +123,11 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         "task": state.task,
         "accuracy_name": state.accuracy_name,
         "input_size": list(state.input_size),
-        "requirements": state.requirements.to_dict(),
+        "objective": state.requirements.objective,
+        # Numbers (peers' figures in place of references, once the peers are measured).
+        "requirements": requirements.to_dict(),
+        "requirements_given": state.requirements.to_dict(),
+        "peers": {name: peer.to_dict() for name, peer in state.peers.items()},
         "prototype": dict(
             _figures(prototype.figures),
             name=prototype.name,
@@ -138,14 +145,55 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
     }
 
 
-def _requirements_text(requirements: Mapping, accuracy_name: str) -> List[str]:
+_OBJECTIVE_LABELS = {
+    "netscore": ("NetScore", "NetScore: alpha = 2, beta = gamma = 0.5"),
+    "latency": (
+        "latency score",
+        "latency score (the objective): 20 log10(a^2 / (p^0.5 t^0.5)), a in percent, p "
+        "parameters in millions, t latency in ms",
+    ),
+}
+
+
+def _requirements_text(
+    requirements: Mapping, accuracy_name: str, given: Optional[Mapping] = None
+) -> List[str]:
     texts = []
     for key, (template, kind) in _REQUIREMENT_LABELS.items():
         value = requirements.get(key)
-        if value is not None:
+        if isinstance(value, Mapping):  # a peer not measured yet
+            texts.append(f"{key} of {value['of']}")
+        elif value is not None:
             shown = _count(value) if kind == "count" else value
-            texts.append(template.format(acc=accuracy_name, value=shown))
+            text = template.format(acc=accuracy_name, value=shown)
+            reference = (given or {}).get(key)
+            if isinstance(reference, Mapping):
+                times = reference.get("times", 1.0)
+                text += f" ({'' if times == 1.0 else f'{times:g} x '}{reference['of']})"
+            texts.append(text)
     return texts
+
+
+def _peer_lines(summary: Mapping) -> List[str]:
+    """The peers' table (empty without peers)."""
+    if not summary.get("peers"):
+        return []
+    acc = summary["accuracy_name"]
+    lines = [
+        "",
+        f"Peers (measured once, at the start of the search; {acc} after the prototype's "
+        f"schedule and seed, latency as the candidates'):",
+        "",
+        f"| peer | config | {acc} | params | mult-adds | latency |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, peer in summary["peers"].items():
+        lines.append(
+            f"| {name} | {peer['config_file']} | {format_number(peer['accuracy'], digits=2)} | "
+            f"{_count(peer['params'])} | {_count(peer['mult_adds'])} | "
+            f"{format_number(peer['latency_ms'], digits=2, unit=' ms')} |"
+        )
+    return lines
 
 
 def _met_text(figures: Mapping) -> str:
@@ -154,49 +202,65 @@ def _met_text(figures: Mapping) -> str:
     return ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in figures["met"].items())
 
 
-def _figure_cells(search: Mapping, final: Mapping) -> str:
-    """The table's cells from accuracy in search to the final requirements."""
-    return " | ".join(
-        (
-            format_number(search["accuracy"], digits=2),
-            format_number(final["accuracy"], digits=2),
-            _count(final["params"]),
-            _count(final["mult_adds"]),
-            format_number(final["latency_ms"], digits=2, unit=" ms"),
-            format_number(final["netscore"], digits=2),
-            _met_text(final),
-        )
-    )
+def _figure_cells(search: Mapping, final: Mapping, score: bool = False) -> str:
+    """
+    The table's cells from accuracy in search to the final requirements (with the
+    objective's score after NetScore when ``score``).
+    """
+    cells = [
+        format_number(search["accuracy"], digits=2),
+        format_number(final["accuracy"], digits=2),
+        _count(final["params"]),
+        _count(final["mult_adds"]),
+        format_number(final["latency_ms"], digits=2, unit=" ms"),
+        format_number(final["netscore"], digits=2),
+    ]
+    if score:
+        cells.append(format_number(final.get("score"), digits=2))
+    return " | ".join(cells + [_met_text(final)])
 
 
 def format_family_table(summary: Mapping) -> str:
     """The report as markdown: requirements, the prototype and family table, generators."""
     acc = summary["accuracy_name"]
     h, w = summary["input_size"]
-    requirements = _requirements_text(summary["requirements"], acc) or ["none"]
+    objective = summary.get("objective", "netscore")
+    score_name, score_text = _OBJECTIVE_LABELS[objective]
+    extra = objective != "netscore"  # the objective's own column after NetScore
+    requirements = _requirements_text(
+        summary["requirements"], acc, summary.get("requirements_given")
+    ) or ["none"]
+    header = (
+        f"| network | from | stem / stage widths | {acc} in search | {acc} final | params | "
+        f"mult-adds | latency | NetScore final | "
+        + (f"{score_name} final | " if extra else "")
+        + "requirements (final) | kept |"
+    )
     lines = [
         f"# Design search: {summary['task']}",
         "",
         f"Requirements (indicator function): {'; '.join(requirements)}. Parameters and "
-        f"mult-adds at {h}x{w}. NetScore: alpha = 2, beta = gamma = 0.5.",
+        f"mult-adds at {h}x{w}. Candidates are ranked by {score_name}. {score_text}.",
+        *_peer_lines(summary),
         "",
-        f"| network | from | stem / stage widths | {acc} in search | {acc} final | params | "
-        f"mult-adds | latency | NetScore final | requirements (final) | kept |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        header,
+        "|---" * (header.count("|") - 1) + "|",
     ]
     p = summary["prototype"]
-    lines.append(f"| {p['name']} (prototype) | human | {p['widths']} | {_figure_cells(p, p)} | - |")
+    lines.append(
+        f"| {p['name']} (prototype) | human | {p['widths']} | {_figure_cells(p, p, extra)} | - |"
+    )
     for row in summary["family"]:
         final = row["final"] or row["search"]
         lines.append(
             f"| {row['name']} | G{row['generator']}, candidate {row['candidate']} | "
-            f"{row['widths']} | {_figure_cells(row['search'], final)} | "
+            f"{row['widths']} | {_figure_cells(row['search'], final, extra)} | "
             f"{'yes' if row['kept'] else 'NO'} |"
         )
     if not summary["family"]:
         lines.append(
             "| (no family: no generator produced a network that meets the requirements with "
-            "a higher NetScore than the prototype) |"
+            f"a higher {score_name} than the prototype) |"
         )
     retrained = all(row["final_schedule"] == "scratch" for row in summary["family"])
     lines += [
@@ -209,15 +273,16 @@ def format_family_table(summary: Mapping) -> str:
             else '"final": the search figures (the family was not retrained).'
         )
         + ' "kept": the final figures meet the requirements and beat the prototype\'s '
-        "NetScore. Kept: " + (", ".join(summary["kept"]) or "none") + ".",
+        f"{score_name}. Kept: " + (", ".join(summary["kept"]) or "none") + ".",
         "",
-        "| generator | candidates | meeting the requirements | best NetScore | in the sequence |",
+        f"| generator | candidates | meeting the requirements | best {score_name} | "
+        "in the sequence |",
         "|---|---|---|---|---|",
     ]
     for g in summary["generators"]:
         lines.append(
             f"| G{g['index']} | {len(g['candidates'])} | {g['feasible']} | "
-            f"{format_number(g['best_netscore'], digits=2)} | "
+            f"{format_number(g['best_score'], digits=2)} | "
             f"{'yes' if g['in_sequence'] else 'no'} |"
         )
     lines += ["", f"Search time: {format_number(summary['search_seconds'], 60, 1, ' min')}.", ""]
@@ -228,14 +293,18 @@ def plot_family(summary: Mapping, path: str) -> str:
     """
     Writes a PNG with three panels: accuracy against mult-adds and against parameters
     (every candidate, the prototype and the family, with the accuracy floor and the
-    budgets), and NetScore of every candidate in search order.
+    budgets), and the objective's score (NetScore unless the requirements chose another)
+    of every candidate in search order.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    acc, requirements = summary["accuracy_name"], summary["requirements"]
+    acc = summary["accuracy_name"]
+    # Numbers only (a requirement of a peer that is not measured yet has no line).
+    requirements = {k: v for k, v in summary["requirements"].items() if isinstance(v, (int, float))}
+    score_name = _OBJECTIVE_LABELS[summary.get("objective", "netscore")][0]
     candidates = summary["candidates"][1:]
     prototype = summary["prototype"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -295,23 +364,22 @@ def plot_family(summary: Mapping, path: str) -> str:
     ax = axes[2]
     ids = [c["id"] for c in candidates]
     scores = [
-        c["netscore"] if c["netscore"] is not None and c["feasible"] else math.nan
-        for c in candidates
+        c["score"] if c["score"] is not None and c["feasible"] else math.nan for c in candidates
     ]
     ax.plot(ids, scores, "o", c="0.6", ms=4, label="candidates meeting the requirements")
-    if prototype["netscore"] is not None:
-        ax.axhline(prototype["netscore"], c="k", lw=1, label="prototype")
+    if prototype["score"] is not None:
+        ax.axhline(prototype["score"], c="k", lw=1, label="prototype")
     for row in summary["family"]:
-        ax.plot([row["candidate"]], [row["search"]["netscore"]], "o", ms=8)
+        ax.plot([row["candidate"]], [row["search"]["score"]], "o", ms=8)
         ax.annotate(
             row["name"],
-            (row["candidate"], row["search"]["netscore"]),
+            (row["candidate"], row["search"]["score"]),
             fontsize=8,
             xytext=(4, 4),
             textcoords="offset points",
         )
     ax.set_xlabel("candidate")
-    ax.set_ylabel("NetScore (search)")
+    ax.set_ylabel(f"{score_name} (search)")
     ax.set_title("successively better generators")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

@@ -7,9 +7,24 @@ requirement::
                              # or box AP50 (detection)
     max_params: 250K         # parameters of the whole model
     max_mult_adds: 1.2M      # mult-adds of one forward pass at the task's input size
-    max_latency_ms: 5.0      # median forward time of one image, measured on this machine
+    max_latency_ms: 5.0      # median inference time of one image, measured on this machine
+                             # (see design_exploration.latency)
+    objective: netscore      # what ranks the candidates that meet them: netscore or latency
+                             # (see design_exploration.objective)
 
 Counts take a plain number (``300000``, ``3e5``) or one with a K, M or G suffix.
+
+Any requirement can instead be relative to a peer model (detection only)::
+
+    max_latency_ms: {of: ShuffleNetV2-FPN}              # at most ShuffleNetV2-FPN's latency
+    min_accuracy: {of: MobileNetV2-FPN}                 # at least its box AP50
+    max_params: {of: MobileNetV2-FPN, times: 0.5}       # at most half its parameters
+
+A peer is a Mask R-CNN of the plugin with another backbone (:data:`PEER_NAMES`; see
+:mod:`~design_exploration.peers`). The search measures each peer that the requirements
+name once, at its start: its accuracy on the prototype's schedule, seed and data order,
+its parameters and mult-adds, its latency as the candidates' (see
+:class:`~design_exploration.explorer.DesignExplorer`).
 """
 
 import json
@@ -17,13 +32,24 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Union
 
 import yaml
 
-__all__ = ["DesignRequirements", "load_requirements", "parse_count"]
+from .objective import OBJECTIVES
+from .peers import PEER_NAMES
+
+__all__ = ["PeerReference", "DesignRequirements", "load_requirements", "parse_count"]
 
 _SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
+
+# Requirement -> the figure of a peer that a relative requirement takes.
+PEER_FIGURES = {
+    "min_accuracy": "accuracy",
+    "max_params": "params",
+    "max_mult_adds": "mult_adds",
+    "max_latency_ms": "latency_ms",
+}
 
 
 def parse_count(value: Union[int, float, str], name: str = "value") -> float:
@@ -48,30 +74,78 @@ def parse_count(value: Union[int, float, str], name: str = "value") -> float:
 
 
 @dataclass(frozen=True)
+class PeerReference:
+    """
+    A requirement relative to a peer: ``times`` x the peer's figure (see the module
+    docstring). Written ``{of: NAME}`` or ``{of: NAME, times: FACTOR}``.
+    """
+
+    of: str
+    times: float = 1.0
+
+    @classmethod
+    def parse(cls, value: Mapping, name: str) -> "PeerReference":
+        """
+        Raises:
+            ValueError: naming ``name`` (the requirement) and the known peers.
+        """
+        unknown = sorted(set(value) - {"of", "times"})
+        if unknown or "of" not in value:
+            raise ValueError(
+                f"{name}: a requirement relative to a peer is {{of: NAME}} or {{of: NAME, "
+                f"times: FACTOR}}; got {dict(value)!r}"
+            )
+        peer = value["of"]
+        if peer not in PEER_NAMES:
+            raise ValueError(f"{name}: unknown peer {peer!r}; known peers: {', '.join(PEER_NAMES)}")
+        times = value.get("times", 1.0)
+        if isinstance(times, bool) or not isinstance(times, (int, float)):
+            raise ValueError(f"{name}: times must be a number; got {times!r}")
+        if not (math.isfinite(times) and times > 0):
+            raise ValueError(f"{name}: times must be a finite number > 0; got {times}")
+        return cls(of=peer, times=float(times))
+
+    def to_dict(self) -> Dict:
+        return {"of": self.of} if self.times == 1.0 else {"of": self.of, "times": self.times}
+
+    def __str__(self):
+        return self.of if self.times == 1.0 else f"{self.times:g} x {self.of}"
+
+
+@dataclass(frozen=True)
 class DesignRequirements:
     """
-    Human-specified requirements. None means "no requirement".
+    Human-specified requirements. None means "no requirement"; a :class:`PeerReference`
+    is relative to a peer, and :meth:`resolved` turns it into a number once the peer is
+    measured.
 
     Attributes:
         min_accuracy: the indicator's accuracy floor, in percent, on the validation set.
         max_params: parameter budget.
         max_mult_adds: mult-add budget at the task's input size.
-        max_latency_ms: latency budget, median of single-image forward passes here.
+        max_latency_ms: latency budget, median of single-image inferences here.
+        objective: "netscore" or "latency": what ranks the candidates (see
+            :mod:`~design_exploration.objective`).
     """
 
-    min_accuracy: Optional[float] = None
-    max_params: Optional[float] = None
-    max_mult_adds: Optional[float] = None
-    max_latency_ms: Optional[float] = None
+    min_accuracy: Union[None, float, PeerReference] = None
+    max_params: Union[None, float, PeerReference] = None
+    max_mult_adds: Union[None, float, PeerReference] = None
+    max_latency_ms: Union[None, float, PeerReference] = None
+    objective: str = "netscore"
 
     def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                value = parse_count(value, f.name)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}; got {self.objective!r}")
+        for name in PEER_FIGURES:
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                value = PeerReference.parse(value, name)
+            elif value is not None and not isinstance(value, PeerReference):
+                value = parse_count(value, name)
                 if not (math.isfinite(value) and value >= 0):
-                    raise ValueError(f"{f.name} must be a finite number >= 0; got {value}")
-                object.__setattr__(self, f.name, value)
+                    raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+            object.__setattr__(self, name, value)
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "requirements") -> "DesignRequirements":
@@ -87,13 +161,22 @@ class DesignRequirements:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"{source}: unknown requirement(s) {unknown}; known: {known}")
+        data = dict(data)
+        if data.get("objective", "netscore") is None:
+            del data["objective"]
         try:
-            return cls(**dict(data))
+            return cls(**data)
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from e
 
     def to_dict(self) -> Dict:
-        return asdict(self)
+        """The JSON form: numbers, and ``{"of": NAME}`` for requirements relative to a peer."""
+        data = asdict(self)
+        for name in PEER_FIGURES:
+            value = getattr(self, name)
+            if isinstance(value, PeerReference):
+                data[name] = value.to_dict()
+        return data
 
     def updated(self, **overrides) -> "DesignRequirements":
         """A copy with the given requirements replaced (None values are ignored)."""
@@ -101,10 +184,63 @@ class DesignRequirements:
 
     @property
     def needs_latency(self) -> bool:
-        return self.max_latency_ms is not None
+        """Whether candidates' latencies are needed (a latency budget or objective)."""
+        return self.max_latency_ms is not None or self.objective == "latency"
+
+    def peer_references(self) -> Dict[str, PeerReference]:
+        """Each requirement that is relative to a peer -> its reference."""
+        return {
+            name: getattr(self, name)
+            for name in PEER_FIGURES
+            if isinstance(getattr(self, name), PeerReference)
+        }
+
+    def peer_names(self) -> List[str]:
+        """The peers that the requirements name, in :data:`PEER_NAMES` order."""
+        named = {reference.of for reference in self.peer_references().values()}
+        return [name for name in PEER_NAMES if name in named]
+
+    def peer_figures(self, peer: str) -> List[str]:
+        """The figures of ``peer`` that the requirements need ("accuracy", ...)."""
+        return [
+            PEER_FIGURES[name]
+            for name, reference in self.peer_references().items()
+            if reference.of == peer
+        ]
+
+    def resolved(self, peers: Mapping[str, Mapping]) -> "DesignRequirements":
+        """
+        These requirements with each peer reference replaced by ``times`` x the peer's
+        figure.
+
+        Args:
+            peers: peer name -> its figures ("accuracy", "params", "mult_adds",
+                "latency_ms"), e.g. the search state's peer records' ``figures()``.
+
+        Raises:
+            ValueError: when a named peer or the figure it needs is missing.
+        """
+        values = {}
+        for name, reference in self.peer_references().items():
+            figure = peers.get(reference.of, {}).get(PEER_FIGURES[name])
+            if figure is None:
+                raise ValueError(
+                    f"{name} is relative to {reference.of}, whose "
+                    f"{PEER_FIGURES[name]} is not measured yet"
+                )
+            values[name] = reference.times * float(figure)
+        return replace(self, **values)
+
+    def _numbers(self) -> None:
+        if self.peer_references():
+            raise ValueError(
+                f"requirements relative to peers ({', '.join(self.peer_names())}) must be "
+                f"resolved with the peers' figures first (DesignRequirements.resolved)"
+            )
 
     def budget_ratios(self, params: float, mult_adds: float) -> Dict[str, float]:
         """value / budget of each complexity budget that is set (> 1: over budget)."""
+        self._numbers()
         ratios = {}
         if self.max_params is not None:
             ratios["max_params"] = params / max(self.max_params, 1e-12)
@@ -121,6 +257,7 @@ class DesignRequirements:
         Returns:
             dict: each requirement that is set -> whether ``record`` meets it.
         """
+        self._numbers()
         met = {}
         if self.min_accuracy is not None:
             met["min_accuracy"] = record["accuracy"] >= self.min_accuracy
@@ -135,6 +272,7 @@ class DesignRequirements:
         How far ``record`` is from meeting the requirements: the sum of the relative
         shortfalls (accuracy) and excesses (budgets); 0 when all are met.
         """
+        self._numbers()
         total = 0.0
         if self.min_accuracy is not None and self.min_accuracy > 0:
             total += max(0.0, (self.min_accuracy - record["accuracy"]) / self.min_accuracy)
@@ -160,7 +298,7 @@ def load_requirements(path: str) -> DesignRequirements:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Requirements file {path!r} does not exist. Write a yaml/json file with any of "
-            f"min_accuracy, max_params, max_mult_adds, max_latency_ms (see "
+            f"min_accuracy, max_params, max_mult_adds, max_latency_ms, objective (see "
             f"projects/DesignExploration/configs/), or give them as flags."
         )
     try:

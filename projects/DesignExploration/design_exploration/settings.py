@@ -1,4 +1,4 @@
-"""The explorer's settings and its search budget."""
+"""The explorer's settings (latency measurement included) and its search budget."""
 
 import re
 from dataclasses import asdict, dataclass, field
@@ -8,7 +8,11 @@ import numpy as np
 
 from .generator import GeneratorSettings
 
-__all__ = ["SearchBudget", "parse_budget", "ExplorerSettings"]
+__all__ = ["LATENCY_ENGINES", "LatencySettings", "SearchBudget", "parse_budget", "ExplorerSettings"]
+
+# How latency is measured (see :mod:`~design_exploration.latency`): PyTorch eager, or the
+# plugin's ONNX export run by OpenVINO's CPU plugin, in fp32 or quantized to INT8.
+LATENCY_ENGINES = ("pytorch", "openvino", "openvino-int8")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,32 @@ def parse_budget(text: str) -> SearchBudget:
 
 
 @dataclass(frozen=True)
+class LatencySettings:
+    """
+    How latencies are measured: the median of ``runs`` timed single-image inferences after
+    ``warmup`` untimed ones, on ``threads`` CPU threads, in ``engine`` (one of
+    :data:`LATENCY_ENGINES`; classification measures in "pytorch" only). Part of the
+    search's settings, so a resumed search measures as the killed one did.
+    """
+
+    engine: str = "pytorch"
+    runs: int = 20
+    warmup: int = 3
+    threads: int = 1
+
+    def __post_init__(self):
+        if self.engine not in LATENCY_ENGINES:
+            raise ValueError(
+                f"latency engine must be one of {LATENCY_ENGINES}; got {self.engine!r}"
+            )
+        if self.runs < 1 or self.warmup < 0 or self.threads < 1:
+            raise ValueError(
+                f"latency runs and threads must be at least 1 and warmup at least 0; got "
+                f"runs={self.runs}, warmup={self.warmup}, threads={self.threads}"
+            )
+
+
+@dataclass(frozen=True)
 class ExplorerSettings:
     """
     Attributes:
@@ -69,6 +99,8 @@ class ExplorerSettings:
         max_repairs: times the last draw, still over budget, is scaled down before it is
             evaluated anyway (and then fails the indicator).
         generator: see :class:`~design_exploration.generator.GeneratorSettings`.
+        latency: how latencies are measured (:class:`LatencySettings`); used when a
+            requirement or the objective needs latencies.
     """
 
     population: int = 4
@@ -79,6 +111,7 @@ class ExplorerSettings:
     max_draws: int = 10
     max_repairs: int = 8
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
 
     def __post_init__(self):
         if self.population < 1 or self.num_elite < 1:
@@ -89,7 +122,13 @@ class ExplorerSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ExplorerSettings":
-        return cls(**dict(data, generator=GeneratorSettings(**data["generator"])))
+        return cls(
+            **dict(
+                data,
+                generator=GeneratorSettings(**data["generator"]),
+                latency=LatencySettings(**data["latency"]),
+            )
+        )
 
     def seed_for(self, candidate_id: int) -> int:
         """The seed of every random draw for candidate ``candidate_id``."""

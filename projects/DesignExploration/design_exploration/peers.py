@@ -1,0 +1,103 @@
+"""
+Peer models: the Mask R-CNNs with other backbones that requirements can be relative to.
+
+A requirement such as ``max_latency_ms: {of: ShuffleNetV2-FPN}``
+(:class:`~design_exploration.requirements.PeerReference`) names a peer; the search
+measures it once, at its start, and records it in the search state
+(:class:`PeerRecord`). A peer is a Detectron2 config of the plugin with the search
+config's FPN, heads, data and schedule and another bottom-up network: the synthetic-data
+config when the search's config is one (under ``configs/synth/`` or named ``*synth*``),
+else the Pascal VOC one.
+"""
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Mapping, Optional
+
+__all__ = ["PEER_CONFIGS", "PEER_NAMES", "PeerRecord", "peer_config_file"]
+
+# The repository that holds the plugin's configs (this file is
+# projects/DesignExploration/design_exploration/peers.py).
+REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
+
+# Peer name -> its config on the generated data ("synth") and on Pascal VOC ("voc"),
+# relative to the repository.
+PEER_CONFIGS = {
+    "ShuffleNetV2-FPN": {
+        "synth": "configs/synth/mask_rcnn_shufflenet_v2_FPN_synth.yaml",
+        "voc": "configs/mask_rcnn_shufflenet_v2_FPN_voc.yaml",
+    },
+    "MobileNetV2-FPN": {
+        "synth": "configs/synth/mask_rcnn_mobilenet_v2_FPN_synth.yaml",
+        "voc": "configs/mask_rcnn_mobilenet_v2_FPN_voc.yaml",
+    },
+    "R50-FPN": {
+        "synth": "configs/synth/mask_rcnn_R_50_FPN_synth.yaml",
+        "voc": "configs/mask_rcnn_R_50_FPN_voc.yaml",
+    },
+}
+PEER_NAMES = tuple(PEER_CONFIGS)
+
+
+def peer_config_file(name: str, search_config_file: str) -> str:
+    """
+    The config of peer ``name`` that goes with the search's config (see the module
+    docstring), relative to the repository when it is inside the working directory's
+    repository, else absolute.
+
+    Raises:
+        ValueError: for an unknown peer, naming the known ones.
+    """
+    if name not in PEER_CONFIGS:
+        raise ValueError(f"unknown peer {name!r}; known peers: {', '.join(PEER_NAMES)}")
+    path = os.path.abspath(search_config_file)
+    synth = "synth" in os.path.basename(os.path.dirname(path)) or "synth" in os.path.basename(path)
+    relative = PEER_CONFIGS[name]["synth" if synth else "voc"]
+    if os.path.isfile(relative):  # run from the repository's root, as the commands are
+        return relative
+    return os.path.join(REPO_ROOT, relative)
+
+
+@dataclass
+class PeerRecord:
+    """
+    A peer as the search measured it.
+
+    Attributes:
+        name: the peer's name (a key of :data:`PEER_CONFIGS`).
+        config_file: its Detectron2 config.
+        params, mult_adds: of the whole detector, at the task's input size.
+        latency_ms: as the candidates' latencies are measured; None when the search
+            measures no latencies.
+        accuracy: box AP50 after the prototype's schedule, seed and data order; None when
+            no requirement needs it.
+        metrics: the evaluator's full results of that training (empty without it).
+        seconds: the time its measurement took.
+    """
+
+    name: str
+    config_file: str
+    params: int
+    mult_adds: int
+    latency_ms: Optional[float]
+    accuracy: Optional[float]
+    metrics: Dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def figures(self) -> Dict[str, Optional[float]]:
+        """The figures that requirements can be relative to."""
+        return {
+            "accuracy": self.accuracy,
+            "params": self.params,
+            "mult_adds": self.mult_adds,
+            "latency_ms": self.latency_ms,
+        }
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "PeerRecord":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
