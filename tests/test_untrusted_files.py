@@ -197,6 +197,7 @@ def _write_search(output, weights):
             "mult_adds": 1,
             "latency_ms": None,
             "netscore": 1.0,
+            "score": 1.0,
             "met": {},
             "violation": 0.0,
             "feasible": True,
