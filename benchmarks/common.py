@@ -455,6 +455,8 @@ def plot_report(
 
 
 BENCHMARKS_DOC = os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md")
+# The rooflines (benchmarks/roofline.py, benchmarks/train_roofline.py) have a page of their own.
+ROOFLINE_DOC = os.path.join(REPO_ROOT, "docs", "ROOFLINE.md")
 BENCHMARKS_DOC_INTRO = """# Benchmarks
 
 Measured tables of the benchmark scripts in `benchmarks/`. Each section between a

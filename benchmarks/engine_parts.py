@@ -655,17 +655,15 @@ def _roofline_clause(subject: Mapping, other: Mapping, part: str) -> str:
     if not a or not b or a.get("bound_by") is None or b.get("bound_by") is None:
         return ""
 
-    def describe(entry, row):
-        return (
-            f"{entry['model']} {row['bound_by']}-bound, bound "
-            f"{format_number(row['bound_s'], 1e-3)} ms, measured "
-            f"{format_number(row['x_from_roofline'], 1, 1)}x it"
-        )
-
-    gap = (a["bound_s"] - b["bound_s"]) * 1000
+    # The difference of the eager medians is the difference of the bounds (more or less
+    # work: mult-adds or bytes) plus the rest (how far each runs from its bound).
+    extra = statistics.median(subject["seconds"][part]) - statistics.median(other["seconds"][part])
+    work = a["bound_s"] - b["bound_s"]
+    bounds = ", ".join(f"{format_number(r['bound_s'], 1e-3)} {r['bound_by']}" for r in (a, b))
+    distances = ", ".join(f"{format_number(r['x_from_roofline'], 1, 1)}x" for r in (a, b))
     return (
-        f"; eager roofline ({subject['engine']}): {describe(subject, a)}; "
-        f"{describe(other, b)}; the bounds differ by {gap:+.1f} ms"
+        f"; eager {extra * 1000:+.1f} = work {work * 1000:+.1f} ({bounds}) + distance "
+        f"{(extra - work) * 1000:+.1f} ({distances})"
     )
 
 
@@ -722,7 +720,11 @@ def format_findings(report: Mapping, short: int) -> List[str]:
             diffs = ", ".join(f"{e} {format_difference(d)}" for e, d in item["differences"].items())
             why = _roofline_clause(*eager, item["row"]) if eager else ""
             lines.append(f"- {item['row']}: {diffs}{why}.")
-        rest = [c["row"] for c in comparison if c["row"] != TOTAL and not c["slower_in"]]
+        rest = [
+            c["row"]
+            for c in comparison
+            if c["row"] not in (TOTAL, UNATTRIBUTED, OUTSIDE_NODES) and not c["slower_in"]
+        ]
         if not slower:
             lines.append(f"{subject} is slower than {other} in no part.")
         elif rest:
@@ -733,7 +735,9 @@ def format_findings(report: Mapping, short: int) -> List[str]:
 def _describe_machine(machine: Mapping) -> str:
     load = machine.get("load_average_at_start")
     load = f", load average {load[0]:.1f} at the start" if load else ""
-    openvino = f", OpenVINO {machine['openvino']}" if machine.get("openvino") else ""
+    # The release, e.g. 2026.4.1 of "2026.4.1-22982-e213a147257-releases/2026/4".
+    version = str(machine.get("openvino") or "").split("-")[0]
+    openvino = f", OpenVINO {version}" if version else ""
     return (
         f"{describe_cpu(machine)}, {machine['threads']} threads ({machine['cpu_count']} "
         f"cores), torch {machine['torch']}{openvino}, allocator {machine['allocator']}{load}"
@@ -751,39 +755,32 @@ def format_markdown(report: Mapping) -> str:
         f"```bash\n{report['command']}\n```",
         "",
         f"Machine: {_describe_machine(report['machine'])}. Cells: median ms of "
-        f"{report['repeats']} runs [min, max], after {report['warmup']} warm-up round(s), "
-        "models and engines interleaved round by round; random weights, the benchmark's "
-        "fixed workload (the configs' maxima of proposals and detections, same boxes).",
+        f"{report['repeats']} runs [min, max] ({report['warmup']} warm-up), models and "
+        "engines interleaved; random weights, the benchmark's fixed workload.",
         "",
-        "* PyTorch: forward hooks, each moment counted for the innermost part running. "
-        "Post-processing: preprocessing (normalization, padding), the ROI heads' box NMS "
-        "and score filtering, mask pasting.",
-        "* OpenVINO (`openvino-int8`: NNCF's INT8 model): the CPU plugin's per-node "
-        "counters (`real_time`, each node's mean since compilation in whole microseconds: "
-        "a run's node times are differences of running totals). A node belongs to the "
-        "part whose module scope the ONNX export wrote into its name; a conversion (layout "
-        "Reorder, FakeQuantize), to the part of the nodes reading it; a node OpenVINO made "
-        "(e.g. a decomposed GroupNorm), to the part of the layers fused into it, else of "
-        "the nodes reading its output, else of those it reads; unattributed: none of "
-        "these. Post-processing: the graph's nodes outside the parts "
-        "(normalization, padding, the ROI heads' NMS, score filtering, top-k), then "
-        "resizing and mask pasting (`detector_postprocess`). Outside the nodes: the "
-        "exported model's wall time minus its nodes' (runtime work the counters miss, "
-        "output conversion).",
-        "* In every engine the RPN includes its proposals' top-k and NMS, the box and mask "
-        "heads their ROIAlign.",
+        "* PyTorch: forward hooks; post-processing = normalization, "
+        "padding, box NMS, score filtering, mask pasting.",
+        "* OpenVINO (`-int8`: NNCF's model): per-node counters (differences of running "
+        "totals). A node goes to the part whose module scope its name carries, else to "
+        "that of the layers fused into it, of its readers, of its inputs; unattributed: "
+        "none. Post-processing = the graph's "
+        "nodes outside the parts, then `detector_postprocess`; outside the nodes = wall "
+        "time minus the nodes' time.",
+        "* The RPN includes its top-k and NMS, the heads their ROIAlign.",
     ]
     if report.get("calibration"):
-        sources = "; ".join(f"{m}: {c}" for m, c in report["calibration"].items())
-        lines += ["", f"INT8 calibration: {sources}."]
+        sources = OrderedDict()
+        for model, source in report["calibration"].items():
+            sources.setdefault(source, []).append(model)
+        described = "; ".join(f"{', '.join(m)}: {c}" for c, m in sources.items())
+        lines += ["", f"INT8 calibration: {described}."]
     if limits:
         peak, bandwidth = limits["gemm"]["flop_per_s"], limits["memory"]["bytes_per_s"]
         lines += [
             "",
-            "Bound (eager): each part's roofline as `benchmarks/roofline.py` computes it, "
-            "the larger of 2 x mult-adds / GEMM peak and bytes moved / bandwidth (here "
-            f"{peak / 1e9:.1f} GFLOP/s and {bandwidth / 1e9:.1f} GB/s, measured before and "
-            "after the models), what bounds it, and the median / bound.",
+            "Bound (eager): each part's roofline ([ROOFLINE.md](ROOFLINE.md); here "
+            f"{peak / 1e9:.1f} GFLOP/s and {bandwidth / 1e9:.1f} GB/s), what bounds it, and "
+            "the median / bound.",
         ]
     groups = OrderedDict()
     for entry in report["runs"].values():
@@ -805,10 +802,11 @@ def format_markdown(report: Mapping) -> str:
                 "",
                 f"### {report['subject']} against each model at shortest edge {short}",
                 "",
-                f"Differences of medians, {report['subject']} minus the other model, per "
-                "engine; not resolved where the two models' [min, max] overlap. Parts where "
-                f"{report['subject']} is slower in at least one engine, with the eager "
-                "roofline of both models:",
+                f"Differences of medians, {report['subject']} minus the other model; not "
+                "resolved where their [min, max] overlap. Parts where "
+                f"{report['subject']} is slower in some engine; \"eager\": the difference in "
+                "eager PyTorch, ms = work (the two bounds) + distance from the bound (the "
+                "two medians / bounds):",
             ] + findings
     return "\n".join(lines)
 

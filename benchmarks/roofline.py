@@ -13,7 +13,7 @@ Mult-adds come from fvcore, bytes from one forward pass under
 benchmarks.roofline_model.BytesCounterMode, part times from forward hooks
 (PartTimer; medians over --repeats runs, interleaved across models as in
 bench_inference.py). Writes roofline.json to --output-dir and its tables to
-docs/BENCHMARKS.md, between <!-- roofline:begin --> and <!-- roofline:end -->.
+docs/ROOFLINE.md, between <!-- roofline:begin --> and <!-- roofline:end -->.
 """
 
 import argparse
@@ -32,6 +32,7 @@ from benchmarks.common import (
     BENCHMARKS_DOC,
     MODELS,
     REPO_ROOT,
+    ROOFLINE_DOC,
     add_common_arguments,
     describe_cpu,
     image_size,
@@ -75,7 +76,7 @@ def get_parser():
         help="time parts by wall clock or by the process's CPU time (default: %(default)s)",
     )
     add_limit_arguments(parser)
-    add_docs_arguments(parser, DOC_SECTION, "roofline.json")
+    add_docs_arguments(parser, DOC_SECTION, "roofline.json", ROOFLINE_DOC)
     return parser
 
 
@@ -104,14 +105,14 @@ def add_limit_arguments(parser):
     )
 
 
-def add_docs_arguments(parser, section: str, json_name: str):
+def add_docs_arguments(parser, section: str, json_name: str, docs: str = BENCHMARKS_DOC):
     """--docs, --no-docs and --from-json of a script that writes docs section ``section``."""
     parser.add_argument(
         "--docs",
-        default=BENCHMARKS_DOC,
+        default=docs,
         metavar="FILE",
         help=f"the Markdown file whose {section} section is rewritten (default: "
-        "docs/BENCHMARKS.md)",
+        f"docs/{os.path.basename(docs)})",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not write --docs")
     parser.add_argument(

@@ -14,7 +14,7 @@ Every config trains on the same synthetic batch (noise images with box-shaped in
 masks, benchmarks.engines.synthetic_training_batch) from random weights, with its own
 training settings (RPN and ROI sampling, norms); the configs' iterations are timed round
 by round, interleaved. Writes train_roofline.json to --output-dir and its tables to
-docs/BENCHMARKS.md, between <!-- train-roofline:begin --> and <!-- train-roofline:end -->.
+docs/ROOFLINE.md, between <!-- train-roofline:begin --> and <!-- train-roofline:end -->.
 """
 
 import argparse
@@ -32,6 +32,7 @@ from atto_detectron.analysis.formatting import format_number
 from atto_detectron.deploy.allocator import ALLOCATORS
 from benchmarks.common import (
     REPO_ROOT,
+    ROOFLINE_DOC,
     describe_cpu,
     machine_info,
     setup_process,
@@ -109,7 +110,7 @@ def get_parser():
         metavar="DIR",
         help="where train_roofline.json goes (default: output/benchmarks/train_roofline)",
     )
-    add_docs_arguments(parser, DOC_SECTION, JSON_NAME)
+    add_docs_arguments(parser, DOC_SECTION, JSON_NAME, ROOFLINE_DOC)
     return parser
 
 

@@ -13,28 +13,45 @@ from .helpers import REPO_ROOT
 DOCS = os.path.join(REPO_ROOT, "docs")
 RESULTS = os.path.join(DOCS, "results")
 
-# (benchmark script, committed JSON, extra arguments) for each generated section of
-# docs/BENCHMARKS.md.
+# (page in docs/, benchmark script, committed JSON, extra arguments) for each generated
+# benchmark section.
 BENCHMARK_SECTIONS = [
-    ("roofline", "roofline_800.json", []),
-    ("bench_inference", "inference_engines_800.json", ["--docs-section", "inference-engines"]),
+    ("ROOFLINE.md", "roofline", "roofline_800.json", []),
     (
+        "BENCHMARKS.md",
+        "bench_inference",
+        "inference_engines_800.json",
+        ["--docs-section", "inference-engines"],
+    ),
+    (
+        "BENCHMARKS.md",
         "bench_inference",
         "inference_engines_800_avx512.json",
         ["--docs-section", "inference-engines-avx512"],
     ),
-    ("train_roofline", "train_roofline.json", []),
+    ("BENCHMARKS.md", "engine_parts", "engine_parts_800.json", []),
+    ("ROOFLINE.md", "train_roofline", "train_roofline.json", []),
 ]
 
 
-@pytest.mark.parametrize("script, json_name, extra", BENCHMARK_SECTIONS)
-def test_benchmark_section_matches_its_committed_json(tmp_path, script, json_name, extra):
-    docs = tmp_path / "BENCHMARKS.md"
-    shutil.copy(os.path.join(DOCS, "BENCHMARKS.md"), docs)
+@pytest.mark.parametrize("page, script, json_name, extra", BENCHMARK_SECTIONS)
+def test_benchmark_section_matches_its_committed_json(tmp_path, page, script, json_name, extra):
+    docs = tmp_path / page
+    shutil.copy(os.path.join(DOCS, page), docs)
     module = importlib.import_module(f"benchmarks.{script}")
     module.main(["--from-json", os.path.join(RESULTS, json_name), "--docs", str(docs)] + extra)
-    with open(os.path.join(DOCS, "BENCHMARKS.md")) as f:
+    with open(os.path.join(DOCS, page)) as f:
         assert docs.read_text() == f.read(), f"regenerate the section from {json_name}"
+
+
+# Pages a reader can take in: past these sizes, details belong on a page of their own.
+PAGE_LIMITS = {"BENCHMARKS.md": 20_000, "TRAINING.md": 12_000}
+
+
+@pytest.mark.parametrize("page, limit", sorted(PAGE_LIMITS.items()))
+def test_docs_pages_stay_within_their_size(page, limit):
+    size = os.path.getsize(os.path.join(DOCS, page))
+    assert size <= limit, f"docs/{page} is {size} bytes, over {limit}: move details out"
 
 
 def test_model_zoo_matches_its_committed_json(tmp_path):
