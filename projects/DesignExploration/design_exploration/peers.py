@@ -16,26 +16,20 @@ from typing import Dict, Mapping, Optional
 
 __all__ = ["PEER_CONFIGS", "PEER_NAMES", "PeerRecord", "peer_config_file"]
 
-# The repository that holds the plugin's configs (this file is
-# projects/DesignExploration/design_exploration/peers.py).
-REPO_ROOT = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-)
-
-# Peer name -> its config on the generated data ("synth") and on Pascal VOC ("voc"),
-# relative to the repository.
+# Peer name -> its config on the generated data ("synth") and on Pascal VOC ("voc"), in
+# the plugin's model zoo (atto_detectron.model_zoo.get_config_file).
 PEER_CONFIGS = {
     "ShuffleNetV2-FPN": {
-        "synth": "configs/synth/mask_rcnn_shufflenet_v2_FPN_synth.yaml",
-        "voc": "configs/mask_rcnn_shufflenet_v2_FPN_voc.yaml",
+        "synth": "synth/mask_rcnn_shufflenet_v2_FPN_synth.yaml",
+        "voc": "mask_rcnn_shufflenet_v2_FPN_voc.yaml",
     },
     "MobileNetV2-FPN": {
-        "synth": "configs/synth/mask_rcnn_mobilenet_v2_FPN_synth.yaml",
-        "voc": "configs/mask_rcnn_mobilenet_v2_FPN_voc.yaml",
+        "synth": "synth/mask_rcnn_mobilenet_v2_FPN_synth.yaml",
+        "voc": "mask_rcnn_mobilenet_v2_FPN_voc.yaml",
     },
     "R50-FPN": {
-        "synth": "configs/synth/mask_rcnn_R_50_FPN_synth.yaml",
-        "voc": "configs/mask_rcnn_R_50_FPN_voc.yaml",
+        "synth": "synth/mask_rcnn_R_50_FPN_synth.yaml",
+        "voc": "mask_rcnn_R_50_FPN_voc.yaml",
     },
 }
 PEER_NAMES = tuple(PEER_CONFIGS)
@@ -43,21 +37,19 @@ PEER_NAMES = tuple(PEER_CONFIGS)
 
 def peer_config_file(name: str, search_config_file: str) -> str:
     """
-    The config of peer ``name`` that goes with the search's config (see the module
-    docstring), relative to the repository when it is inside the working directory's
-    repository, else absolute.
+    The config file of peer ``name`` that goes with the search's config (see the module
+    docstring), from the plugin's model zoo.
 
     Raises:
         ValueError: for an unknown peer, naming the known ones.
     """
+    from atto_detectron.model_zoo import get_config_file
+
     if name not in PEER_CONFIGS:
         raise ValueError(f"unknown peer {name!r}; known peers: {', '.join(PEER_NAMES)}")
     path = os.path.abspath(search_config_file)
     synth = "synth" in os.path.basename(os.path.dirname(path)) or "synth" in os.path.basename(path)
-    relative = PEER_CONFIGS[name]["synth" if synth else "voc"]
-    if os.path.isfile(relative):  # run from the repository's root, as the commands are
-        return relative
-    return os.path.join(REPO_ROOT, relative)
+    return get_config_file(PEER_CONFIGS[name]["synth" if synth else "voc"])
 
 
 @dataclass
