@@ -519,6 +519,11 @@ def _diverge_on_one_process_worker(output_dir):
             stopped_at = (trainer.iter, str(e))
     with open(os.path.join(output_dir, f"rank{comm.get_rank()}.json"), "w") as f:
         json.dump(stopped_at, f)
+    # Leave together: a process that exits while the other still uses the Gloo group can
+    # abort in Gloo's threads ("terminate called without an active exception").
+    del trainer, ddp
+    comm.synchronize()
+    torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
