@@ -33,7 +33,10 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from atto_detectron.analysis.detection import fix_test_workload, zero_box_regression
+from atto_detectron.analysis.detection import (
+    equalize_workload,
+    fix_test_workload,
+)
 from atto_detectron.config import load_config
 from atto_detectron.deploy.export import ExportedModel, export_model, prepare_for_export
 from atto_detectron.deploy.fusion import fuse_bn
@@ -78,25 +81,6 @@ ENGINES = (
 BENCHMARK_CALIBRATION_IMAGES = 4
 # The phases of a training iteration (TrainingIteration), in order.
 PHASES = ("forward", "backward", "optimizer step")
-
-
-def equalize_workload(model: nn.Module) -> nn.Module:
-    """
-    Makes a random-weight GeneralizedRCNN (built from a :func:`fix_test_workload` config)
-    process the same boxes as any other such model on the same image size: box
-    regression zeroed (boxes stay valid) and all objectness and class scores equal (the
-    kept proposals and detections are then chosen by position alone, identically for
-    every backbone). Counts stay the configs' maxima: ``RPN.POST_NMS_TOPK_TEST``
-    proposals, ``TEST.DETECTIONS_PER_IMAGE`` detections.
-    """
-    zero_box_regression(model)
-    for layer in (
-        model.proposal_generator.rpn_head.objectness_logits,
-        model.roi_heads.box_predictor.cls_score,
-    ):
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
-    return model
 
 
 def build_benchmark_model(

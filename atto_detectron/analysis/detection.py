@@ -20,6 +20,7 @@ __all__ = [
     "fix_test_workload",
     "detection_complexity",
     "zero_box_regression",
+    "equalize_workload",
 ]
 
 R50_FPN_MASKRCNN_ZOO_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
@@ -70,6 +71,25 @@ def zero_box_regression(model: nn.Module) -> nn.Module:
     for layer in (
         model.proposal_generator.rpn_head.anchor_deltas,
         model.roi_heads.box_predictor.bbox_pred,
+    ):
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return model
+
+
+def equalize_workload(model: nn.Module) -> nn.Module:
+    """
+    Makes a random-weight GeneralizedRCNN (built from a :func:`fix_test_workload` config)
+    process the same boxes as any other such model on the same image size: box
+    regression zeroed (boxes stay valid) and all objectness and class scores equal (the
+    kept proposals and detections are then chosen by position alone, identically for
+    every backbone). Counts stay the configs' maxima: ``RPN.POST_NMS_TOPK_TEST``
+    proposals, ``TEST.DETECTIONS_PER_IMAGE`` detections. In place; returns ``model``.
+    """
+    zero_box_regression(model)
+    for layer in (
+        model.proposal_generator.rpn_head.objectness_logits,
+        model.roi_heads.box_predictor.cls_score,
     ):
         nn.init.zeros_(layer.weight)
         nn.init.zeros_(layer.bias)

@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from atto_detectron.analysis.detection import fix_test_workload, zero_box_regression
+from atto_detectron.analysis.detection import equalize_workload, fix_test_workload
 from atto_detectron.deploy import (
     ExportedModel,
     detector_inputs,
@@ -81,14 +81,7 @@ def fixed_workload_detector(cfg, seed: int = 0) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model(cfg).eval()
-    zero_box_regression(model)
-    for layer in (
-        model.proposal_generator.rpn_head.objectness_logits,
-        model.roi_heads.box_predictor.cls_score,
-    ):
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
-    return model
+    return equalize_workload(model)
 
 
 def time_median_ms(run: Callable[[], object], runs: int, warmup: int) -> float:
