@@ -22,6 +22,8 @@ from design_exploration import (
     DetectionEvaluator,
     DetectionSearchConfig,
     ExplorerSettings,
+    GeneratorSettings,
+    NeckGenome,
     SearchBudget,
     inherit_weights,
     uniform_prototype,
@@ -161,7 +163,12 @@ def test_detection_search_smoke(synthetic_voc, tmp_path, monkeypatch):
         uniform_prototype(16),
         DesignRequirements(),
         output,
-        ExplorerSettings(population=1, num_elite=2, retrain=False),
+        ExplorerSettings(
+            population=1,
+            num_elite=2,
+            retrain=False,
+            generator=GeneratorSettings(depth_change=1, search_neck=True),
+        ),
     )
     state = explorer.run(SearchBudget(candidates=1), progress=False)
     prototype, candidate = state.candidates
@@ -174,8 +181,14 @@ def test_detection_search_smoke(synthetic_voc, tmp_path, monkeypatch):
         # The whole detector's complexity, not only the backbone's.
         assert figures.params > 1_000_000 and figures.mult_adds > 0
     # Its weights load into the detector that its spec file configures.
+    assert prototype.neck == NeckGenome(96, ("res2", "res3", "res4", "res5"))
+    assert candidate.neck is not None and state.generators[0].distribution["depth_choices"]
     cfg = explorer.evaluator.candidate_cfg(
-        os.path.join(output, candidate.spec_file), "finetune", 0, str(tmp_path / "x")
+        os.path.join(output, candidate.spec_file),
+        "finetune",
+        0,
+        str(tmp_path / "x"),
+        candidate.neck,
     )
     model = build_model(cfg)
     model.load_state_dict(torch.load(os.path.join(output, candidate.weights)))

@@ -1,7 +1,8 @@
 """
 Machine-driven design exploration: new AttoNets from a human prototype and requirements.
 
-A person fixes the network-level prototype (:mod:`.space`) and the requirements
+A person fixes the network-level prototype (:mod:`.space`; a search may open its depths
+and, for a detector, the FPN's width and levels, :mod:`.neck`) and the requirements
 (:mod:`.requirements`: accuracy floor, parameter, mult-add and latency budgets, as numbers
 or relative to peer models, :mod:`.peers`; and the objective); the
 :class:`DesignExplorer` (:mod:`.explorer`, settings in :mod:`.settings`) searches the
@@ -35,6 +36,7 @@ from .inherit import (
     inherit_weights,
 )
 from .latency import detector_latency_ms, fixed_workload_detector
+from .neck import NECK_LEVEL_CHOICES, NeckGenome, apply_neck, neck_of
 from .objective import (
     OBJECTIVES,
     candidate_netscore,
@@ -52,7 +54,13 @@ from .records import (
     RetrainedRecord,
     SearchState,
 )
-from .report import family_summary, format_family_table, plot_family, write_report
+from .report import (
+    family_summary,
+    format_family_table,
+    latency_front,
+    plot_family,
+    write_report,
+)
 from .requirements import DesignRequirements, PeerReference, load_requirements, parse_count
 from .settings import (
     LATENCY_ENGINES,
@@ -61,6 +69,12 @@ from .settings import (
     SearchBudget,
     parse_budget,
 )
-from .space import MULTIPLIER_CHOICES, CellGenome, get_prototype, uniform_prototype
+from .space import (
+    MULTIPLIER_CHOICES,
+    CellGenome,
+    genome_distance,
+    get_prototype,
+    uniform_prototype,
+)
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -33,6 +33,7 @@ be raised).
 """
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -54,6 +55,7 @@ from . import (
     DetectionEvaluator,
     DetectionSearchConfig,
     ExplorerSettings,
+    GeneratorSettings,
     LatencySettings,
     family_summary,
     format_family_table,
@@ -129,6 +131,14 @@ def get_parser():
     )
     lat.add_argument("--latency-warmup", type=int, default=lat_defaults.warmup)
     lat.add_argument("--latency-threads", type=int, default=lat_defaults.threads)
+    lat.add_argument(
+        "--latency-at",
+        metavar="CONFIG",
+        help="--task detection: measure latency at this Detectron2 config's operating point "
+        "(INPUT.MIN_SIZE_TEST, MAX_SIZE_TEST, MODEL.RPN.POST_NMS_TOPK_TEST, "
+        "TEST.DETECTIONS_PER_IMAGE), e.g. configs/atto_maskrcnn_voc.yaml for 800 px and 1000 "
+        "proposals; default: the search config's",
+    )
 
     search = parser.add_argument_group("prototype and search")
     search.add_argument(
@@ -155,6 +165,20 @@ def get_parser():
         help="report the family's search figures; no retraining",
     )
     search.add_argument("--name-prefix", default=defaults.name_prefix)
+    search.add_argument(
+        "--depth-change",
+        type=int,
+        default=defaults.generator.depth_change,
+        metavar="K",
+        help="let each stage have up to K modules more or fewer than the prototype's "
+        "(at least 1): where the strides fall among the modules (default: fixed depths)",
+    )
+    search.add_argument(
+        "--search-neck",
+        action="store_true",
+        help="--task detection: also explore the FPN's width (multiples of 32, 1/3 to 4/3 "
+        "of the config's) and whether it uses res2 (levels P2-P6 or P3-P6)",
+    )
 
     cls = parser.add_argument_group("classification training")
     c = ClassificationSearchConfig(data_root="")
@@ -264,11 +288,15 @@ def main(argv=None):
         seed=args.seed,
         retrain=not args.no_retrain,
         name_prefix=args.name_prefix,
+        generator=dataclasses.replace(
+            GeneratorSettings(), depth_change=args.depth_change, search_neck=args.search_neck
+        ),
         latency=LatencySettings(
             engine=args.latency_engine,
             runs=args.latency_runs,
             warmup=args.latency_warmup,
             threads=args.latency_threads,
+            **latency_operating_point(args),
         ),
     )
     explorer = DesignExplorer(
@@ -281,6 +309,22 @@ def main(argv=None):
     print(f"Report: {paths['markdown']}, {paths['json']}, {paths['plot']}")
     print(f"Spec files: {os.path.join(output, 'family')}/*.yaml")
     return state
+
+
+def latency_operating_point(args) -> dict:
+    """The LatencySettings fields of ``--latency-at`` (none without it)."""
+    if not args.latency_at:
+        return {}
+    if args.task != "detection":
+        raise ValueError("--latency-at gives a detector's operating point: use --task detection")
+    if not os.path.isfile(args.latency_at):
+        raise FileNotFoundError(
+            f"--latency-at {args.latency_at}: no such config; give a Detectron2 yaml such as "
+            f"configs/atto_maskrcnn_voc.yaml"
+        )
+    from atto_detectron.config import load_config
+
+    return LatencySettings.operating_point_of(load_config(args.latency_at))
 
 
 def cli():

@@ -7,7 +7,8 @@ Two tasks share one interface (:class:`CandidateEvaluator`):
   :class:`~atto_detectron.classification.ClassifierTrainer`; accuracy = top-1 on ``val``;
   complexity on one ``image_size`` x ``image_size`` image.
 * :class:`DetectionEvaluator`: Atto-MaskRCNN from a Detectron2 config with
-  ``MODEL.ATTONET.SPEC`` set to the candidate, trained by
+  ``MODEL.ATTONET.SPEC`` set to the candidate and its neck applied
+  (:func:`~design_exploration.neck.apply_neck`), trained by
   :class:`~atto_detectron.engine.AttoTrainer`; accuracy = box AP50 of Detectron2's
   COCOEvaluator on ``DATASETS.TEST``; complexity of the whole detector as
   :func:`~atto_detectron.analysis.detection.detection_complexity` measures it (test image
@@ -50,6 +51,7 @@ from atto_detectron.modeling import AttoNetSpec, build_attonet_classifier, save_
 
 from .inherit import CLASSIFIER_LAYOUT, DETECTOR_FPN_LAYOUT, AttoNetLayout
 from .latency import torch_threads
+from .neck import NeckGenome, apply_neck, neck_of
 from .objective import measure_latency_ms
 from .peers import PeerRecord, peer_config_file
 from .settings import LATENCY_ENGINES, LatencySettings
@@ -98,12 +100,15 @@ class CandidateEvaluator:
         input_size: (H, W) at which parameters and mult-adds are counted.
         layout: where the AttoNet sits in the model's state dict (for inheritance).
         latency_engines: the engines it can measure latency in.
+        prototype_neck: the neck of the models it builds
+            (:class:`~design_exploration.neck.NeckGenome`); None where there is none.
     """
 
     task: str
     accuracy_name: str
     layout: AttoNetLayout
     latency_engines: Tuple[str, ...] = ("pytorch",)
+    prototype_neck: Optional[NeckGenome] = None
 
     def settings(self) -> Dict:
         """Everything that changes the results (stored with the search state)."""
@@ -113,13 +118,17 @@ class CandidateEvaluator:
     def input_size(self) -> Tuple[int, int]:
         raise NotImplementedError
 
-    def complexity(self, spec: AttoNetSpec) -> Tuple[int, int]:
-        """(parameters, mult-adds) of the model built from ``spec``, untrained."""
+    def complexity(self, spec: AttoNetSpec, neck: Optional[NeckGenome] = None) -> Tuple[int, int]:
+        """(parameters, mult-adds) of the model built from ``spec`` and ``neck``, untrained."""
         raise NotImplementedError
 
-    def count_parameters(self, spec: AttoNetSpec) -> int:
+    def count_parameters(self, spec: AttoNetSpec, neck: Optional[NeckGenome] = None) -> int:
         """Parameters of the model built from ``spec`` (may be cheaper than complexity)."""
-        return self.complexity(spec)[0]
+        return self.complexity(spec, neck)[0]
+
+    def member_config(self, spec_path: str, neck: Optional[NeckGenome]) -> Optional[str]:
+        """The text of a config that trains the model of ``spec_path`` (None: no config)."""
+        return None
 
     def evaluate(
         self,
@@ -129,9 +138,11 @@ class CandidateEvaluator:
         seed: int,
         initialize: Optional[Initializer] = None,
         measure_latency: LatencyRequest = False,
+        neck: Optional[NeckGenome] = None,
     ) -> CandidateResult:
         """
-        Builds the model of ``spec`` (its spec file is ``spec_path``) with ``seed``,
+        Builds the model of ``spec`` and ``neck`` (None: the config's; the spec file is
+        ``spec_path``) with ``seed``,
         calls ``initialize(model)`` (weight inheritance) when given, trains it on
         ``schedule`` and evaluates it; measures its latency when ``measure_latency``
         (:class:`~design_exploration.settings.LatencySettings`, or True for the defaults).
@@ -251,10 +262,17 @@ class ClassificationEvaluator(CandidateEvaluator):
     def _input(self, device="cpu") -> torch.Tensor:
         return torch.zeros(1, 3, *self.input_size, device=device)
 
-    def count_parameters(self, spec: AttoNetSpec) -> int:
+    @staticmethod
+    def _no_neck(neck) -> None:
+        if neck is not None:
+            raise ValueError("a classifier has no neck to search; use --task detection")
+
+    def count_parameters(self, spec: AttoNetSpec, neck=None) -> int:
+        self._no_neck(neck)
         return count_parameters(build_attonet_classifier(spec, self.num_classes))
 
-    def complexity(self, spec: AttoNetSpec) -> Tuple[int, int]:
+    def complexity(self, spec: AttoNetSpec, neck=None) -> Tuple[int, int]:
+        self._no_neck(neck)
         key = repr(spec.stages) + repr(spec.stem_channels)
         if key not in self._complexity:
             model = build_attonet_classifier(spec, self.num_classes)
@@ -280,7 +298,10 @@ class ClassificationEvaluator(CandidateEvaluator):
             progress=False,
         )
 
-    def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
+    def evaluate(
+        self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False, neck=None
+    ):
+        self._no_neck(neck)
         torch.manual_seed(seed)
         model = build_attonet_classifier(spec, self.num_classes)
         if initialize is not None:
@@ -395,9 +416,25 @@ class DetectionEvaluator(CandidateEvaluator):
 
         return tuple(eval_image_size(self.base_cfg))
 
-    def candidate_cfg(self, spec_path: str, schedule: str, seed: int, output_dir: str):
+    @property
+    def prototype_neck(self) -> NeckGenome:
+        return neck_of(self.base_cfg)
+
+    def _with_neck(self, cfg, neck: Optional[NeckGenome]):
+        if neck is None or neck == neck_of(cfg):
+            return cfg
+        return apply_neck(cfg, neck)
+
+    def candidate_cfg(
+        self,
+        spec_path: str,
+        schedule: str,
+        seed: int,
+        output_dir: str,
+        neck: Optional[NeckGenome] = None,
+    ):
         """The Detectron2 config that trains and tests one candidate."""
-        cfg = self._scheduled(self.base_cfg, schedule, seed, output_dir)
+        cfg = self._scheduled(self._with_neck(self.base_cfg, neck), schedule, seed, output_dir)
         cfg.defrost()
         cfg.MODEL.ATTONET.SPEC = spec_path
         cfg.freeze()
@@ -431,14 +468,21 @@ class DetectionEvaluator(CandidateEvaluator):
         cfg.freeze()
         return cfg
 
-    def complexity(self, spec: AttoNetSpec) -> Tuple[int, int]:
+    def member_config(self, spec_path: str, neck: Optional[NeckGenome]) -> str:
+        name = os.path.splitext(os.path.basename(spec_path))[0]
+        cfg = self.candidate_cfg(
+            os.path.abspath(spec_path), "scratch", 0, os.path.join("output", name), neck
+        )
+        return cfg.dump()
+
+    def complexity(self, spec: AttoNetSpec, neck: Optional[NeckGenome] = None) -> Tuple[int, int]:
         from atto_detectron.analysis.detection import detection_complexity
 
-        key = repr(spec.stages) + repr(spec.stem_channels)
+        key = repr(spec.stages) + repr(spec.stem_channels) + repr(neck)
         if key not in self._complexity:
             with tempfile.TemporaryDirectory() as tmp:
                 path = save_attonet_spec(spec, os.path.join(tmp, "spec.yaml"))
-                cfg = self.candidate_cfg(path, "scratch", 0, tmp)
+                cfg = self.candidate_cfg(path, "scratch", 0, tmp, neck)
                 measured = detection_complexity(cfg, self.input_size)
             self._complexity[key] = (
                 int(measured["params"]["total"]),
@@ -498,22 +542,33 @@ class DetectionEvaluator(CandidateEvaluator):
         return cfg
 
     def latency_ms(self, cfg, settings: LatencySettings) -> float:
-        """The latency of the detector of ``cfg`` (see :mod:`~design_exploration.latency`)."""
+        """
+        The latency of the detector of ``cfg`` (see :mod:`~design_exploration.latency`), at
+        the settings' operating point where they give one.
+        """
         from .latency import detector_latency_ms
 
         if settings.engine not in self.latency_engines:
             raise ValueError(
                 f"latency engine must be one of {self.latency_engines}; got {settings.engine!r}"
             )
+        opts = settings.operating_point_opts()
+        if opts:
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.merge_from_list(opts)
+            cfg.freeze()
         return detector_latency_ms(cfg, settings)
 
-    def _spec_latency_ms(self, spec: AttoNetSpec, settings: LatencySettings) -> float:
+    def _spec_latency_ms(
+        self, spec: AttoNetSpec, settings: LatencySettings, neck: Optional[NeckGenome] = None
+    ) -> float:
         """The latency of ``spec``'s detector, measured once per process (random weights)."""
-        key = (repr(spec.stages), repr(spec.stem_channels), repr(settings))
+        key = (repr(spec.stages), repr(spec.stem_channels), repr(settings), repr(neck))
         if key not in self._latency:
             with tempfile.TemporaryDirectory() as tmp:
                 path = save_attonet_spec(spec, os.path.join(tmp, "spec.yaml"))
-                cfg = self.candidate_cfg(path, "scratch", 0, tmp)
+                cfg = self.candidate_cfg(path, "scratch", 0, tmp, neck)
                 self._latency[key] = self.latency_ms(cfg, settings)
         return self._latency[key]
 
@@ -572,15 +627,17 @@ class DetectionEvaluator(CandidateEvaluator):
             shutil.rmtree(cfg.OUTPUT_DIR, ignore_errors=True)
         return (ap50 if math.isfinite(ap50) else 0.0), copy.deepcopy(dict(results)), state
 
-    def evaluate(self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False):
-        params, mult_adds = self.complexity(spec)
+    def evaluate(
+        self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False, neck=None
+    ):
+        params, mult_adds = self.complexity(spec, neck)
         output_dir = f"{os.path.splitext(spec_path)[0]}_{schedule}"
-        cfg = self.candidate_cfg(spec_path, schedule, seed, output_dir)
+        cfg = self.candidate_cfg(spec_path, schedule, seed, output_dir, neck)
         accuracy, results, state = self._train_and_test(cfg, initialize)
         latency_settings = _latency_settings(measure_latency)
         latency = None
         if latency_settings is not None:
-            latency = self._spec_latency_ms(spec, latency_settings)
+            latency = self._spec_latency_ms(spec, latency_settings, neck)
         return CandidateResult(
             accuracy=accuracy,
             params=params,

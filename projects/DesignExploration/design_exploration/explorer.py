@@ -25,8 +25,11 @@ problem:
      again, up to ``max_draws`` times, after which the last one has all its widths scaled
      down until it fits;
    * inherits the weights of its *parent*, the member of G_k's elite closest to it in
-     log2 widths (:mod:`~design_exploration.inherit`), and is fine-tuned briefly
-     ("finetune" schedule), then tested on the validation set;
+     log2 widths, depths and neck (:func:`~design_exploration.space.genome_distance`,
+     :mod:`~design_exploration.inherit`), and is fine-tuned briefly ("finetune"
+     schedule), then tested on the validation set. Every training of the search (the
+     prototype, the candidates, the peers, the family's retraining) uses the same seed,
+     so all see the same images in the same order: their accuracies are paired;
    * is ranked: candidates meeting every requirement by the objective's score, then the others by
      how far they miss (:func:`~design_exploration.objective.ranking_key`).
 
@@ -77,7 +80,7 @@ from .objective import ranking_key
 from .records import CandidateRecord, Figures, GeneratorRecord, PeerRecord, SearchState
 from .requirements import DesignRequirements
 from .settings import ExplorerSettings, SearchBudget, parse_budget
-from .space import CellGenome
+from .space import CellGenome, genome_distance
 
 # The names that moved to the modules above stay importable from here.
 __all__ = [
@@ -134,7 +137,7 @@ class DesignExplorer:
             evaluator.peer_config_file(reference.of)  # fails early, naming the known peers
         self.evaluator = evaluator
         self.prototype = prototype
-        self.prototype_genome = CellGenome.from_spec(prototype)
+        self.prototype_genome = CellGenome.from_spec(prototype, evaluator.prototype_neck)
         self.requirements = requirements
         self.output_dir = output_dir
         self.settings = settings or ExplorerSettings()
@@ -200,7 +203,7 @@ class DesignExplorer:
             logger.info("Measuring the peer %s (%s)", name, ", ".join(figures))
             record = self.evaluator.measure_peer(
                 name,
-                self.settings.seed_for(0),  # the prototype's: the same images, in order
+                self.settings.training_seed,  # the same images, in the same order
                 accuracy="accuracy" in figures,
                 latency=(
                     self.settings.latency
@@ -232,9 +235,9 @@ class DesignExplorer:
         if requirements.max_params is None and requirements.max_mult_adds is None:
             return 0.0
         if requirements.max_mult_adds is None:  # counting parameters alone is cheap
-            params, mult_adds = self.evaluator.count_parameters(spec), 0
+            params, mult_adds = self.evaluator.count_parameters(spec, genome.neck), 0
         else:
-            params, mult_adds = self.evaluator.complexity(spec)
+            params, mult_adds = self.evaluator.complexity(spec, genome.neck)
         return max(requirements.budget_ratios(params, mult_adds).values())
 
     def _propose(self, generator: CellGenerator, seed: int, name: str):
@@ -260,24 +263,22 @@ class DesignExplorer:
         return genome, draws, repairs
 
     def _nearest(self, genome: CellGenome, ids: Sequence[int]) -> CandidateRecord:
-        genes = np.log2(genome.integer_genes())
-
-        def distance(record):
-            other = CellGenome.from_spec(record.spec)
-            return float(np.abs(np.log2(other.integer_genes()) - genes).sum())
-
         records = [self.candidates[i] for i in ids]
-        return min(records, key=distance)  # min keeps the first (best-ranked) of ties
+        # min keeps the first (best-ranked) of ties
+        return min(records, key=lambda record: genome_distance(genome, record.genome()))
 
     def _train(
         self,
         spec: AttoNetSpec,
         spec_file: str,
         schedule: str,
-        seed: int,
+        neck,
         parent: Optional[CandidateRecord],
     ) -> CandidateResult:
-        """Trains ``spec`` on ``schedule``, from ``parent``'s weights when given."""
+        """
+        Trains ``spec`` with ``neck`` on ``schedule``, from ``parent``'s weights when
+        given, with the search's one training seed (paired data order).
+        """
         initialize = None
         if parent is not None:
             parent_state = self.folder.load_weights(parent.weights)
@@ -291,9 +292,10 @@ class DesignExplorer:
             spec,
             self.folder.path(spec_file),
             schedule,
-            seed,
+            self.settings.training_seed,
             initialize=initialize,
             measure_latency=self.latency_request,
+            neck=neck,
         )
 
     def _evaluate(
@@ -306,6 +308,7 @@ class DesignExplorer:
         generator: Optional[int] = None,
         draws: int = 0,
         repairs: int = 0,
+        neck=None,
     ) -> CandidateRecord:
         """
         Trains and measures candidate ``candidate_id`` (the prototype: 0, no parent or
@@ -314,9 +317,7 @@ class DesignExplorer:
         """
         spec_file = os.path.join("candidates", f"{candidate_id:04d}.yaml")
         self.folder.save_spec(spec, spec_file)
-        result = self._train(
-            spec, spec_file, schedule, self.settings.seed_for(candidate_id), parent
-        )
+        result = self._train(spec, spec_file, schedule, neck, parent)
         weights = os.path.join("candidates", f"{candidate_id:04d}.pth")
         record = CandidateRecord(
             id=candidate_id,
@@ -331,6 +332,7 @@ class DesignExplorer:
             weights=self.folder.save_weights(result.state_dict, weights),
             figures=Figures.measure(result, self.resolved_requirements),
             seconds=time.perf_counter() - start,
+            neck=neck,
         )
         self.candidates.append(record)
         self.state.search_seconds += record.seconds
@@ -338,7 +340,9 @@ class DesignExplorer:
         return record
 
     def _evaluate_prototype(self) -> CandidateRecord:
-        return self._evaluate(0, self.prototype, "scratch", time.perf_counter())
+        return self._evaluate(
+            0, self.prototype, "scratch", time.perf_counter(), neck=self.prototype_genome.neck
+        )
 
     def _new_generator(self, k: int) -> None:
         elite = self.elite()
@@ -348,7 +352,7 @@ class DesignExplorer:
             previous = CellGenerator.from_dict(
                 self.state.generators[k - 1].distribution, self.prototype_genome
             )
-            genomes = [CellGenome.from_spec(r.spec) for r in elite]
+            genomes = [r.genome() for r in elite]
             generator = previous.updated(genomes, self.settings.generator)
         self.state.generators.append(
             GeneratorRecord(
@@ -377,6 +381,7 @@ class DesignExplorer:
             generator=k,
             draws=draws,
             repairs=repairs,
+            neck=genome.neck,
         )
 
     def _prune_weights(self) -> None:

@@ -72,7 +72,8 @@ def retrain_member(
     folder: SearchFolder,
 ) -> RetrainedRecord:
     """
-    Writes ``member``'s spec file and weights to ``family/`` in ``folder`` (``requirements``
+    Writes ``member``'s spec file, its detector's config (``<name>_config.yaml``, for
+    --task detection) and weights to ``family/`` in ``folder`` (``requirements``
     resolved: numbers only): retrained from
     scratch when ``settings.retrain`` (so that its accuracy owes nothing to its ancestors'
     training), else the weights and figures of the search.
@@ -81,6 +82,10 @@ def retrain_member(
     spec = dataclasses.replace(record.spec, name=name)
     spec_file = os.path.join("family", f"{name}.yaml")
     folder.save_spec(spec, spec_file)
+    config = evaluator.member_config(folder.path(spec_file), record.neck)
+    if config is not None:
+        # The detector as a Detectron2 config: the search's, with this backbone and neck.
+        folder.save_text(config, os.path.join("family", f"{name}_config.yaml"))
     weights = os.path.join("family", f"{name}.pth")
     start = time.perf_counter()
     if settings.retrain:
@@ -89,9 +94,10 @@ def retrain_member(
             spec,
             folder.path(spec_file),
             "scratch",
-            settings.seed_for(0),
+            settings.training_seed,
             initialize=None,
             measure_latency=settings.latency if requirements.needs_latency else False,
+            neck=record.neck,
         )
         schedule, figures = "scratch", Figures.measure(result, requirements)
         folder.save_weights(result.state_dict, weights)

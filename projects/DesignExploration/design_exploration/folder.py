@@ -93,8 +93,8 @@ class SearchFolder:
             raise ValueError(
                 f"{path}: search state version {data.get('version')} is not supported; this "
                 f"explorer reads version {STATE_VERSION} (which records the peers, the latency "
-                f"settings and the objective). Start a new --output, or finish that search "
-                f"with the explorer that started it."
+                f"settings, the objective, and the depth and neck choices). Start a new "
+                f"--output, or finish that search with the explorer that started it."
             )
         try:
             state = SearchState.from_dict(data)
@@ -118,6 +118,13 @@ class SearchFolder:
     def save_spec(self, spec: AttoNetSpec, relative_path: str) -> str:
         """Writes ``spec``'s spec file; returns its path."""
         return save_attonet_spec(spec, self.path(relative_path))
+
+    def save_text(self, text: str, relative_path: str) -> str:
+        """Writes a text file (a config) atomically; returns ``relative_path``."""
+        path = self.path(relative_path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, lambda f: f.write(text), mode="w")
+        return relative_path
 
     def save_weights(self, state_dict: Dict, relative_path: str) -> str:
         """Writes the weights file atomically; returns ``relative_path``."""

@@ -1,7 +1,7 @@
 """Weight inheritance: a candidate starts from its parent's trained weights.
 
-Parent and child are AttoNets of the same prototype (same number of modules per stage)
-whose widths differ. Every channel of the child is matched with a channel of the parent,
+Parent and child are AttoNets of the same prototype whose widths, and numbers of modules
+per stage, may differ. Every channel of the child is matched with a channel of the parent,
 or marked new, along each *channel axis*:
 
 * ``"stem"``: the stem's output;
@@ -22,6 +22,18 @@ fresh initialisation, and every weight that *reads* a new channel is set to zero
 that only widens its parent therefore computes exactly the parent's function (in eval
 mode) and starts training from there. Shrinking drops the least important channels, which
 short fine-tuning repairs. A projection shortcut the parent lacks starts fresh.
+
+Modules are matched by stage and position. A module the parent lacks (the child's stage is
+deeper) starts fresh, with its last conv (decompression) at zero when its shortcut is the
+identity, so that it passes its input through unchanged; a module the child lacks is
+dropped, which fine-tuning repairs.
+
+Outside the AttoNet (a detector's FPN, RPN and heads), a tensor whose shape differs from
+the parent's (the child's FPN is narrower or wider) gets the parent's values where their
+indices overlap, channels in order: along its first axis (outputs) the rest keeps its
+fresh initialisation, along the others (inputs, e.g. the box head's first FC over
+``C x 7 x 7`` features, flattened channel-major) the rest is zero. A wider FPN therefore
+also starts from its parent's function; a narrower one keeps its first channels.
 """
 
 from dataclasses import dataclass
@@ -31,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from atto_detectron.modeling.attonet_spec import STAGE_NAMES, AttoNetSpec
+from atto_detectron.modeling.attonet_spec import IDENTITY, STAGE_NAMES, AttoNetSpec
 
 __all__ = [
     "AttoNetLayout",
@@ -82,12 +94,18 @@ def _modules(spec: AttoNetSpec):
 
 
 def _check_same_prototype(parent: AttoNetSpec, child: AttoNetSpec) -> None:
-    depths = [len(s) for s in parent.stages], [len(s) for s in child.stages]
-    if depths[0] != depths[1]:
+    if len(parent.stages) != len(child.stages):
         raise ValueError(
-            f"Weight inheritance needs the same prototype: {parent.name} has {depths[0]} "
-            f"modules per stage, {child.name} {depths[1]}."
+            f"Weight inheritance needs the same prototype: {parent.name} has "
+            f"{len(parent.stages)} stages, {child.name} {len(child.stages)}."
         )
+
+
+def _new_modules(parent: AttoNetSpec, child: AttoNetSpec):
+    """(stage name, index, module spec) of the child's modules that the parent lacks."""
+    for stage_name, parent_stage, child_stage in zip(STAGE_NAMES, parent.stages, child.stages):
+        for i in range(len(parent_stage), len(child_stage)):
+            yield stage_name, i, child_stage[i]
 
 
 def _select(importance: torch.Tensor, width: int) -> np.ndarray:
@@ -148,9 +166,11 @@ def channel_plans(
             )
         plans[stage_name] = _select(importance, child_stage[0].out_channels)
 
-    for (stage_name, i, parent_module, _), (_, _, child_module, _) in zip(
-        _modules(parent_spec), _modules(child_spec)
-    ):
+    parent_modules = {(name, i): module for name, i, module, _ in _modules(parent_spec)}
+    for stage_name, i, child_module, _ in _modules(child_spec):
+        parent_module = parent_modules.get((stage_name, i))
+        if parent_module is None:  # a new module: nothing to inherit
+            continue
         base = f"{pre}stages.{stage_name}.{i}."
         for conv, width in (
             ("compression", child_module.compression),
@@ -210,6 +230,26 @@ def _axes_of(key: str, tensor: torch.Tensor, axes: Mapping, layout: AttoNetLayou
     return None, None
 
 
+def _overlap_plan(child_width: int, parent_width: int) -> np.ndarray:
+    """Channels in order: the first ``min`` inherited, the rest new (-1)."""
+    plan = np.arange(child_width, dtype=np.int64)
+    plan[plan >= parent_width] = -1
+    return plan
+
+
+def _overlap_copy(child: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
+    """The parent's values where the indices overlap (see the module docstring)."""
+    result = child.detach().clone()
+    parent = parent.detach().to(result.device, result.dtype)
+    kept = min(child.shape[0], parent.shape[0])
+    if result.dim() > 1:
+        # Inherited outputs read new input channels (beyond the parent's) with zeros.
+        result[:kept] = 0
+    overlap = tuple(slice(0, min(a, b)) for a, b in zip(child.shape, parent.shape))
+    result[overlap] = parent[overlap]
+    return result
+
+
 def _transfer(
     child: torch.Tensor,
     parent: torch.Tensor,
@@ -217,8 +257,8 @@ def _transfer(
     in_plan: Optional[np.ndarray],
 ) -> torch.Tensor:
     result = child.detach().clone()
-    if out_plan is None:
-        out_plan = np.arange(child.shape[0])
+    if out_plan is None:  # an axis outside the AttoNet (FPN channels): in order
+        out_plan = _overlap_plan(child.shape[0], parent.shape[0])
     kept_out = torch.as_tensor(np.nonzero(out_plan >= 0)[0])
     source_out = torch.as_tensor(out_plan[out_plan >= 0])
     parent = parent.detach().to(result.device, result.dtype)
@@ -257,17 +297,22 @@ def inherit_state_dict(
     for key, tensor in child_state.items():
         parent = parent_state.get(key)
         out_axis, in_axis = _axes_of(key, tensor, axes, layout)
-        if parent is None or (
-            out_axis is None and in_axis is None and parent.shape != tensor.shape
-        ):
+        if parent is None or parent.dim() != tensor.dim():
             state[key] = tensor
             report["fresh"].append(key)
             continue
         if out_axis is None and in_axis is None:
-            state[key] = parent.detach().clone().to(tensor.device, tensor.dtype)
+            if parent.shape == tensor.shape:
+                state[key] = parent.detach().clone().to(tensor.device, tensor.dtype)
+            else:
+                state[key] = _overlap_copy(tensor, parent)
         else:
             state[key] = _transfer(tensor, parent, plans.get(out_axis), plans.get(in_axis))
         report["inherited"].append(key)
+    for stage_name, i, module in _new_modules(parent_spec, child_spec):
+        if module.shortcut == IDENTITY:  # the new module starts as the identity
+            key = f"{layout.prefix}stages.{stage_name}.{i}.decompression.weight"
+            state[key] = torch.zeros_like(state[key])
     return state, report
 
 

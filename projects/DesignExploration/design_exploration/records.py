@@ -13,7 +13,9 @@ Version 2 added the peers that requirements are relative to (:class:`PeerRecord`
 measured once), the latency settings (in the settings), the objective (in the
 requirements) and each figure's ``score`` under it; version 1 states are refused (the
 figures of their candidates lack the score, and the search lacks the settings that a
-resumed search must share).
+resumed search must share). Version 3 added the search over depths and the detector's neck:
+each generator's depth and neck choices, each candidate's neck, and the settings that open
+them; version 2 states are refused (their settings lack those).
 """
 
 import copy
@@ -24,10 +26,12 @@ from typing import Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 from atto_detectron.modeling import AttoNetSpec
 
 from .evaluate import CandidateResult
+from .neck import NeckGenome
 from .objective import candidate_netscore, objective_score
 from .peers import PeerRecord
 from .requirements import DesignRequirements
 from .settings import ExplorerSettings
+from .space import CellGenome
 
 __all__ = [
     "STATE_VERSION",
@@ -39,7 +43,7 @@ __all__ = [
     "SearchState",
 ]
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 _Record = TypeVar("_Record")
 
@@ -131,6 +135,8 @@ class CandidateRecord:
             (when it can no longer be a parent).
         figures: its measurements after training on ``schedule``.
         seconds: the time it took.
+        neck: its detector's FPN (:class:`~design_exploration.neck.NeckGenome`); None for
+            a classifier.
     """
 
     id: int
@@ -145,6 +151,11 @@ class CandidateRecord:
     weights: Optional[str]
     figures: Figures
     seconds: float
+    neck: Optional[NeckGenome] = None
+
+    def genome(self) -> CellGenome:
+        """The candidate as a point of the search space."""
+        return CellGenome.from_spec(self.spec, self.neck)
 
     def to_dict(self) -> Dict:
         """The flat JSON form: the fields above in order, the figures inlined."""
@@ -161,13 +172,19 @@ class CandidateRecord:
             "weights": self.weights,
         }
         data.update(self.figures.to_dict(), seconds=self.seconds)
+        data["neck"] = None if self.neck is None else self.neck.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "CandidateRecord":
-        plain = {f.name: data[f.name] for f in fields(cls) if f.name not in ("spec", "figures")}
+        special = ("spec", "figures", "neck")
+        plain = {f.name: data[f.name] for f in fields(cls) if f.name not in special}
+        neck = data.get("neck")
         return cls(
-            **plain, spec=AttoNetSpec.from_dict(data["spec"]), figures=Figures.from_dict(data)
+            **plain,
+            spec=AttoNetSpec.from_dict(data["spec"]),
+            figures=Figures.from_dict(data),
+            neck=None if neck is None else NeckGenome.from_dict(neck),
         )
 
 
@@ -346,7 +363,8 @@ class SearchState:
             raise ValueError(
                 f"search state version {data.get('version')} is not supported: this "
                 f"explorer reads version {STATE_VERSION} (version 2 added the peers, the "
-                f"latency settings and the objective)"
+                f"latency settings and the objective; version 3 the search over depths and "
+                f"the detector's neck). Start the search again in a new --output."
             )
         return cls(
             task=data["task"],

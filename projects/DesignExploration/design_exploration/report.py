@@ -3,16 +3,23 @@
 import json
 import math
 import os
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from atto_detectron.analysis.formatting import MISSING, format_number
 from atto_detectron.checkpoint import atomic_write
 from atto_detectron.modeling import AttoNetSpec
 
 from .family import derive_family
+from .neck import NeckGenome
 from .records import Figures, SearchState
 
-__all__ = ["family_summary", "format_family_table", "plot_family", "write_report"]
+__all__ = [
+    "family_summary",
+    "format_family_table",
+    "latency_front",
+    "plot_family",
+    "write_report",
+]
 
 _REQUIREMENT_LABELS = {
     "min_accuracy": ("{acc} >= {value:g}%", None),
@@ -38,10 +45,26 @@ def _count(value: Optional[float]) -> str:
     return text + unit
 
 
-def _widths(spec: AttoNetSpec) -> str:
-    """ "stem / o_res2-o_res3-..." of a spec."""
+def _widths(spec: AttoNetSpec, neck: Optional[NeckGenome] = None) -> str:
+    """ "stem / o_res2-o_res3-... x d_res2-d_res3-..." of a spec, and its neck."""
     stages = "-".join(str(modules[0].out_channels) for modules in spec.stages)
-    return f"{spec.stem_channels} / {stages}"
+    depths = "-".join(str(len(modules)) for modules in spec.stages)
+    text = f"{spec.stem_channels} / {stages} x {depths}"
+    return text if neck is None else f"{text}, {neck.describe()}"
+
+
+def latency_front(points: Sequence[Mapping]) -> List[Mapping]:
+    """
+    The points (with "latency_ms" and "accuracy") that no other point beats in both (as
+    fast or faster and at least as accurate, better in one), fastest first.
+    """
+    timed = [p for p in points if p.get("latency_ms") is not None and p.get("accuracy") is not None]
+    front, best = [], -math.inf
+    for point in sorted(timed, key=lambda p: (p["latency_ms"], -p["accuracy"])):
+        if point["accuracy"] > best:
+            front.append(point)
+            best = point["accuracy"]
+    return front
 
 
 def _figures(figures: Figures) -> Dict:
@@ -93,7 +116,7 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
                 "name": member.name,
                 "generator": member.generator,
                 "candidate": record.id,
-                "widths": _widths(record.spec),
+                "widths": _widths(record.spec, record.neck),
                 "search": _figures(record.figures),
                 "final": _figures(final.figures) if final else None,
                 "final_schedule": final.schedule if final else None,
@@ -132,13 +155,19 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
             _figures(prototype.figures),
             name=prototype.name,
             spec_file=prototype.spec_file,
-            widths=_widths(prototype.spec),
+            widths=_widths(prototype.spec, prototype.neck),
         ),
         "family": rows,
         "kept": [row["name"] for row in rows if row["kept"]],
         "generators": generators,
         "candidates": [
-            dict(_figures(c.figures), id=c.id, generator=c.generator, parent=c.parent)
+            dict(
+                _figures(c.figures),
+                id=c.id,
+                generator=c.generator,
+                parent=c.parent,
+                widths=_widths(c.spec, c.neck),
+            )
             for c in state.candidates
         ],
         "search_seconds": state.search_seconds,
@@ -231,7 +260,8 @@ def format_family_table(summary: Mapping) -> str:
         summary["requirements"], acc, summary.get("requirements_given")
     ) or ["none"]
     header = (
-        f"| network | from | stem / stage widths | {acc} in search | {acc} final | params | "
+        f"| network | from | stem / stage widths x depths | {acc} in search | {acc} final | "
+        f"params | "
         f"mult-adds | latency | NetScore final | "
         + (f"{score_name} final | " if extra else "")
         + "requirements (final) | kept |"
@@ -285,6 +315,21 @@ def format_family_table(summary: Mapping) -> str:
             f"{format_number(g['best_score'], digits=2)} | "
             f"{'yes' if g['in_sequence'] else 'no'} |"
         )
+    front = latency_front(summary["candidates"])
+    if front:
+        lines += [
+            "",
+            "Latency-accuracy front of the candidates (search figures; none is faster and "
+            "more accurate):",
+            "",
+            f"| candidate | latency | {acc} | stem / stage widths x depths |",
+            "|---|---|---|---|",
+        ]
+        for point in front:
+            lines.append(
+                f"| {point['id']} | {format_number(point['latency_ms'], digits=1, unit=' ms')} | "
+                f"{format_number(point['accuracy'], digits=2)} | {point.get('widths', MISSING)} |"
+            )
     lines += ["", f"Search time: {format_number(summary['search_seconds'], 60, 1, ' min')}.", ""]
     return "\n".join(lines)
 
@@ -307,11 +352,12 @@ def plot_family(summary: Mapping, path: str) -> str:
     score_name = _OBJECTIVE_LABELS[summary.get("objective", "netscore")][0]
     candidates = summary["candidates"][1:]
     prototype = summary["prototype"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    for ax, key, budget, label in (
-        (axes[0], "mult_adds", "max_mult_adds", "mult-adds"),
-        (axes[1], "params", "max_params", "parameters"),
-    ):
+    panels = [("mult_adds", "max_mult_adds", "mult-adds"), ("params", "max_params", "parameters")]
+    timed = any(c.get("latency_ms") is not None for c in summary["candidates"])
+    if timed:
+        panels.append(("latency_ms", "max_latency_ms", "latency (ms)"))
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.4 * (len(panels) + 1), 4.8))
+    for ax, (key, budget, label) in zip(axes, panels):
         ok = [c for c in candidates if c["feasible"]]
         bad = [c for c in candidates if not c["feasible"]]
         ax.scatter(
@@ -360,8 +406,32 @@ def plot_family(summary: Mapping, path: str) -> str:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
     axes[0].set_title("family (final figures) and all candidates")
+    if timed:
+        ax = axes[2]
+        front = latency_front(summary["candidates"])
+        ax.step(
+            [p["latency_ms"] for p in front],
+            [p["accuracy"] for p in front],
+            where="post",
+            c="tab:blue",
+            lw=1,
+            label="latency-accuracy front (search figures)",
+        )
+        for name, peer in summary.get("peers", {}).items():
+            if peer.get("latency_ms") is None or peer.get("accuracy") is None:
+                continue
+            ax.scatter([peer["latency_ms"]], [peer["accuracy"]], s=50, c="tab:green", marker="s")
+            ax.annotate(
+                name,
+                (peer["latency_ms"], peer["accuracy"]),
+                fontsize=8,
+                xytext=(4, -10),
+                textcoords="offset points",
+            )
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title("latency: candidates, front and peers (squares)")
 
-    ax = axes[2]
+    ax = axes[-1]
     ids = [c["id"] for c in candidates]
     scores = [
         c["score"] if c["score"] is not None and c["feasible"] else math.nan for c in candidates

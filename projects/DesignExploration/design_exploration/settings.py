@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -46,8 +46,7 @@ def parse_budget(text: str) -> SearchBudget:
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*(m|min|h)?\s*", str(text))
     if not match:
         raise ValueError(
-            f"budget {text!r}: give a number of candidates (e.g. 12) or of minutes "
-            f"(e.g. 30m, 2h)"
+            f"budget {text!r}: give a number of candidates (e.g. 12) or of minutes (e.g. 30m, 2h)"
         )
     value, unit = match.groups()
     if unit is None:
@@ -64,12 +63,49 @@ class LatencySettings:
     ``warmup`` untimed ones, on ``threads`` CPU threads, in ``engine`` (one of
     :data:`LATENCY_ENGINES`; classification measures in "pytorch" only). Part of the
     search's settings, so a resumed search measures as the killed one did.
+
+    Detection measures at the search config's operating point unless these give another
+    (0: the config's): ``min_size_test``, ``max_size_test`` (``INPUT.MIN/MAX_SIZE_TEST``),
+    ``proposals`` (``MODEL.RPN.POST_NMS_TOPK_TEST``), ``detections``
+    (``TEST.DETECTIONS_PER_IMAGE``), e.g. a VOC config's 800 / 1333 / 1000 / 100 while
+    the accuracy is measured on small generated images.
     """
 
     engine: str = "pytorch"
     runs: int = 20
     warmup: int = 3
     threads: int = 1
+    min_size_test: int = 0
+    max_size_test: int = 0
+    proposals: int = 0
+    detections: int = 0
+
+    # The config keys of the operating point, in the order of the fields above.
+    OPERATING_POINT_KEYS = (
+        ("min_size_test", "INPUT.MIN_SIZE_TEST"),
+        ("max_size_test", "INPUT.MAX_SIZE_TEST"),
+        ("proposals", "MODEL.RPN.POST_NMS_TOPK_TEST"),
+        ("detections", "TEST.DETECTIONS_PER_IMAGE"),
+    )
+
+    def operating_point_opts(self) -> List:
+        """``[KEY, value, ...]`` of the operating point fields that are set."""
+        opts = []
+        for field_name, key in self.OPERATING_POINT_KEYS:
+            if getattr(self, field_name):
+                opts += [key, getattr(self, field_name)]
+        return opts
+
+    @classmethod
+    def operating_point_of(cls, cfg) -> Dict[str, int]:
+        """The operating point fields of a Detectron2 config (for ``--latency-at``)."""
+        values = {}
+        for field_name, key in cls.OPERATING_POINT_KEYS:
+            node = cfg
+            for part in key.split("."):
+                node = getattr(node, part)
+            values[field_name] = int(node)
+        return values
 
     def __post_init__(self):
         if self.engine not in LATENCY_ENGINES:
@@ -133,6 +169,14 @@ class ExplorerSettings:
     def seed_for(self, candidate_id: int) -> int:
         """The seed of every random draw for candidate ``candidate_id``."""
         return int(np.random.SeedSequence([self.seed, candidate_id]).generate_state(1)[0])
+
+    @property
+    def training_seed(self) -> int:
+        """
+        The seed of every training in the search (the prototype's, candidate 0's): one
+        initialisation stream and one data order, so that accuracies are paired.
+        """
+        return self.seed_for(0)
 
     def member_name(self, generator: int) -> str:
         """The name of generator ``generator``'s family member."""

@@ -12,12 +12,20 @@ classifier. What is left open is each module's cell (Fig. 2):
   or a 1x1 projection. The first module of every stage always projects (it downsamples,
   or, in res2, changes the stem's width).
 
+A search may also open what the prototype fixes, within its form (a stem, four stages at
+strides 4 to 32, each downsampling in its first module):
+
+* the number of modules per stage (``depths``, at least 1): where the strides fall among
+  the modules, i.e. how much of the network runs at each resolution;
+* for a detector, its neck (:class:`~design_exploration.neck.NeckGenome`): the FPN's
+  width and whether it uses the stride-4 stage.
+
 :class:`CellGenome` holds one point of this space and converts it to and from an
 :class:`~atto_detectron.modeling.AttoNetSpec`.
 """
 
 from dataclasses import dataclass, replace
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -31,10 +39,13 @@ from atto_detectron.modeling.attonet_spec import (
     get_attonet_spec,
 )
 
+from .neck import NeckGenome
+
 __all__ = [
     "MULTIPLIER_CHOICES",
     "PROTOTYPE_NAMES",
     "CellGenome",
+    "genome_distance",
     "uniform_prototype",
     "get_prototype",
 ]
@@ -55,6 +66,7 @@ class CellGenome:
         compression, multiplier, mixing: ``c``, ``M``, ``p`` of each module, in order.
         projection: whether each module has a 1x1 projection shortcut; always True for
             the first module of a stage.
+        neck: the detector's FPN (None: the config's; a classifier has none).
     """
 
     depths: Tuple[int, ...]
@@ -64,8 +76,11 @@ class CellGenome:
     multiplier: Tuple[int, ...]
     mixing: Tuple[int, ...]
     projection: Tuple[bool, ...]
+    neck: Optional[NeckGenome] = None
 
     def __post_init__(self):
+        if min(self.depths) < 1:
+            raise ValueError(f"every stage needs at least one module, got depths {self.depths}")
         n = sum(self.depths)
         for field, length in (
             ("widths", len(self.depths)),
@@ -120,6 +135,48 @@ class CellGenome:
         genes = np.maximum(1, np.round(self.integer_genes() * factor)).astype(np.int64)
         return self.with_integer_genes(genes)
 
+    # ------------------------------------------------------------------ depths
+
+    def _stage_slices(self):
+        starts = self.first_modules
+        return [slice(s, s + d) for s, d in zip(starts, self.depths)]
+
+    def _per_module(self, pick) -> dict:
+        """compression/multiplier/mixing/projection rebuilt from ``pick(stage, slice)``."""
+        fields = ("compression", "multiplier", "mixing", "projection")
+        out = {f: [] for f in fields}
+        for stage, part in enumerate(self._stage_slices()):
+            for f in fields:
+                out[f].extend(pick(stage, getattr(self, f)[part]))
+        return {f: tuple(v) for f, v in out.items()}
+
+    def truncated(self, depths: Sequence[int]) -> "CellGenome":
+        """The first ``depths[s]`` modules of each stage s (at most the genome's depths)."""
+        depths = tuple(int(d) for d in depths)
+        if len(depths) != len(self.depths) or any(
+            not 1 <= d <= have for d, have in zip(depths, self.depths)
+        ):
+            raise ValueError(f"cannot truncate depths {self.depths} to {depths}")
+        return replace(
+            self, depths=depths, **self._per_module(lambda stage, values: values[: depths[stage]])
+        )
+
+    def padded(self, depths: Sequence[int]) -> "CellGenome":
+        """
+        Each stage s extended to ``depths[s]`` modules (at least the genome's) by copies of
+        its last module's cell with an identity shortcut.
+        """
+        depths = tuple(int(d) for d in depths)
+        if len(depths) != len(self.depths) or any(d < have for d, have in zip(depths, self.depths)):
+            raise ValueError(f"cannot pad depths {self.depths} to {depths}")
+
+        def pick(stage, values):
+            extra = depths[stage] - len(values)
+            last = False if isinstance(values[-1], bool) else values[-1]
+            return values + (last,) * extra
+
+        return replace(self, depths=depths, **self._per_module(pick))
+
     # ------------------------------------------------------------------ specs
 
     def to_spec(self, name: str) -> AttoNetSpec:
@@ -145,8 +202,12 @@ class CellGenome:
         return AttoNetSpec(name=name, stem_channels=self.stem, stages=tuple(stages))
 
     @classmethod
-    def from_spec(cls, spec: AttoNetSpec) -> "CellGenome":
+    def from_spec(cls, spec: AttoNetSpec, neck: Optional[NeckGenome] = None) -> "CellGenome":
         """
+        Args:
+            spec: the AttoNet.
+            neck: its detector's neck, if the search explores it.
+
         Raises:
             ValueError: when the spec is outside the search space (a stage whose modules
                 differ in output width, or a multiplier not in MULTIPLIER_CHOICES).
@@ -176,7 +237,24 @@ class CellGenome:
             multiplier=tuple(m.multiplier for m in modules),
             mixing=tuple(m.mixing for m in modules),
             projection=tuple(m.shortcut == PROJECTION for m in modules),
+            neck=neck,
         )
+
+
+def genome_distance(a: CellGenome, b: CellGenome) -> float:
+    """
+    How far apart two genomes are, for choosing the parent a candidate inherits from: the
+    L1 distance of their log2 widths over the modules both have, plus 1 per module that
+    only one has, plus the neck's log2 width ratio and 1 if its levels differ.
+    """
+    shared = tuple(min(x, y) for x, y in zip(a.depths, b.depths))
+    genes_a, genes_b = a.truncated(shared).integer_genes(), b.truncated(shared).integer_genes()
+    distance = float(np.abs(np.log2(genes_a) - np.log2(genes_b)).sum())
+    distance += sum(abs(x - y) for x, y in zip(a.depths, b.depths))
+    if a.neck is not None and b.neck is not None:
+        distance += abs(np.log2(a.neck.out_channels / b.neck.out_channels))
+        distance += float(a.neck.in_features != b.neck.in_features)
+    return distance
 
 
 def uniform_prototype(
