@@ -37,11 +37,10 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
 
 from torch import nn
 
-from detectron2.modeling.postprocessing import detector_postprocess
-
 from atto_detectron.analysis.formatting import format_number
 from atto_detectron.deploy import detector_inputs, image_tensor, int8_dir, synthetic_image
 from atto_detectron.deploy.export import ExportedModel
+from atto_detectron.modeling import detector_postprocess
 from benchmarks.common import (
     MODELS,
     REPO_ROOT,

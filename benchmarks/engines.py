@@ -29,7 +29,6 @@ from torch import nn
 
 from detectron2.config import CfgNode
 from detectron2.modeling import build_model
-from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
@@ -42,6 +41,7 @@ from atto_detectron.deploy.export import ExportedModel, export_model, prepare_fo
 from atto_detectron.deploy.fusion import fuse_bn
 from atto_detectron.deploy.inputs import detector_inputs, image_tensor, synthetic_image
 from atto_detectron.deploy.quantize import int8_dir, quantize_export
+from atto_detectron.modeling import detector_postprocess
 
 __all__ = [
     "ENGINES",

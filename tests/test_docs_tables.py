@@ -17,6 +17,7 @@ RESULTS = os.path.join(DOCS, "results")
 # benchmark section.
 BENCHMARK_SECTIONS = [
     ("ROOFLINE.md", "roofline", "roofline_800.json", []),
+    ("DEPLOYMENT.md", "bench_mask_paste", "mask_paste.json", []),
     (
         "BENCHMARKS.md",
         "bench_inference",

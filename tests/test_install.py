@@ -193,7 +193,7 @@ def test_pip_install_ships_the_configs_and_needs_no_particular_opencv(tmp_path):
     assert any(
         path.endswith(os.path.join("lazy", "atto_maskrcnn_voc.py")) for path in found["configs"]
     )
-    assert found["model"] == ["GeneralizedRCNN", "cpu", False]
+    assert found["model"] == ["GeneralizedRCNNSeparablePaste", "cpu", False]
     assert found["same_model"]
     assert found["instances"][0] == [96, 128]
     assert {"pred_boxes", "scores", "pred_classes", "pred_masks"} <= set(found["instances"][1])

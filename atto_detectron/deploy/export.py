@@ -9,8 +9,9 @@ Two things can be exported from a ``GeneralizedRCNN``:
   ``model.inference(..., do_postprocess=False)``: ``pred_boxes (N, 4)`` in the input's
   coordinates, ``scores (N,)``, ``pred_classes (N,)`` and ``pred_masks (N, 1, M, M)``
   (mask probabilities in each box). Resizing to the original image and pasting the masks
-  (:func:`detectron2.modeling.postprocessing.detector_postprocess`) run after it, as in
-  Detectron2's own export;
+  (:func:`atto_detectron.modeling.detector_postprocess`, Detectron2's with the faster
+  paste of :mod:`atto_detectron.modeling.mask_paste`) run after it, as in Detectron2's
+  own export;
 * the backbone (bottom-up network and FPN): input the normalized, padded batch
   ``(N, 3, H, W)`` that ``model.preprocess_image`` makes (H, W multiples of
   ``size_divisibility``), output the feature maps ("p2".."p6").
@@ -42,6 +43,7 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes
 
+from ..modeling.meta_arch import as_generalized_rcnn
 from .export_info import (
     EXPORT_FORMATS,
     EXPORT_METHODS,
@@ -132,9 +134,12 @@ def prepare_for_export(model: nn.Module, fuse: bool = True) -> nn.Module:
     into it (:func:`fuse_bn`, unless ``fuse`` is False), the other (Sync)BatchNorms
     turned into ``FrozenBatchNorm2d`` (the same in eval mode and, unlike SyncBatchNorm,
     scriptable), and the GroupNorms of the ROI heads, whose batch is the detections and
-    can be empty, as :class:`EmptyBatchGroupNorm`.
+    can be empty, as :class:`EmptyBatchGroupNorm`; a subclass of GeneralizedRCNN (e.g.
+    the plugin's, which differs in post-processing only, outside the export) as
+    GeneralizedRCNN itself (:func:`~atto_detectron.modeling.as_generalized_rcnn`).
     """
     model = fuse_bn(model) if fuse else copy.deepcopy(model).eval()
+    model = as_generalized_rcnn(model)
     model = FrozenBatchNorm2d.convert_frozen_batchnorm(model)
     if isinstance(getattr(model, "roi_heads", None), nn.Module):
         _replace_group_norms(model.roi_heads)

@@ -58,6 +58,8 @@ class ExportedModel:
 
     Example::
 
+        from atto_detectron.modeling import detector_postprocess  # the faster mask paste
+
         exported = ExportedModel("output/export/atto_maskrcnn_onnx", engine="openvino")
         instances = exported(image)  # image: (3, H, W) float32, BGR 0..255
         instances = detector_postprocess(instances, original_height, original_width)

@@ -16,6 +16,8 @@ from .fpn import (
     build_shufflenet_v2_fpn_backbone,
     fpn_on,
 )
+from .mask_paste import SeparablePasteROIMasks, detector_postprocess, paste_masks_separable
+from .meta_arch import GeneralizedRCNNSeparablePaste, as_generalized_rcnn
 from .peer_backbones import (
     build_mobilenet_v2_backbone,
     build_shufflenet_v2_backbone,

@@ -39,7 +39,6 @@ import torch
 from detectron2.data import build_detection_test_loader, detection_utils
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 from detectron2.modeling import build_model
-from detectron2.modeling.postprocessing import detector_postprocess
 
 import atto_detectron  # noqa: F401  (registers the AttoNet backbones)
 from atto_detectron.checkpoint import AtomicCheckpointer, CheckpointError
@@ -67,6 +66,7 @@ from atto_detectron.deploy.int8_placement import int8_agreement
 from atto_detectron.deploy.quantize import export_engines, quantize_export
 from atto_detectron.engine import load_ema_weights_if_enabled, parse_args_any_order
 from atto_detectron.engine.results import summarize_ap
+from atto_detectron.modeling import detector_postprocess
 
 logger = logging.getLogger("atto_detectron.export")
 EVAL_FILE = "evaluation.json"

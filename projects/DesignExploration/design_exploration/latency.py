@@ -106,7 +106,7 @@ def _runner(model: nn.Module, image: torch.Tensor, engine: str, work_dir: str, t
 
         return run
 
-    from detectron2.modeling.postprocessing import detector_postprocess
+    from atto_detectron.modeling import detector_postprocess
 
     export_model(prepare_for_export(model), image, work_dir, "onnx")
     if engine == "openvino":
