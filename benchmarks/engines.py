@@ -19,7 +19,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -37,11 +36,13 @@ from atto_detectron.analysis.detection import (
     fix_test_workload,
 )
 from atto_detectron.config import load_config
-from atto_detectron.deploy.export import ExportedModel, export_model, prepare_for_export
-from atto_detectron.deploy.fusion import fuse_bn
-from atto_detectron.deploy.inputs import detector_inputs, image_tensor, synthetic_image
-from atto_detectron.deploy.quantize import int8_dir, quantize_export
-from atto_detectron.modeling import detector_postprocess
+from atto_detectron.deploy.inputs import image_tensor, synthetic_image
+from atto_detectron.deploy.predictor import (
+    ENGINES,
+    PREDICTOR_CALIBRATION_IMAGES,
+    Predictor,
+    make_predictor,
+)
 
 __all__ = [
     "ENGINES",
@@ -60,25 +61,11 @@ __all__ = [
     "measure_peak_memory",
 ]
 
-# How a model runs: PyTorch eager as built; with BN folded into the convs; also with
-# channels-last tensors (NHWC, the layout oneDNN's CPU convolutions prefer); traced to
-# TorchScript; exported to ONNX and run by onnxruntime or by OpenVINO's CPU plugin (all
-# from the fused model); that ONNX model quantized to INT8 (post-training, static; see
-# atto_detectron.deploy.quantize) for onnxruntime and, by NNCF, for OpenVINO.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ENGINES = (
-    "pytorch",
-    "pytorch-fused",
-    "pytorch-fused-cl",
-    "torchscript",
-    "onnxruntime",
-    "openvino",
-    "onnxruntime-int8",
-    "openvino-int8",
-)
-# Calibration images of the INT8 engines when make_predictor is given none.
-BENCHMARK_CALIBRATION_IMAGES = 4
+# How a model runs (atto_detectron.deploy.predictor): ENGINES; INT8 engines calibrate on
+# PREDICTOR_CALIBRATION_IMAGES synthetic images when given none.
+BENCHMARK_CALIBRATION_IMAGES = PREDICTOR_CALIBRATION_IMAGES
 # The phases of a training iteration (TrainingIteration), in order.
 PHASES = ("forward", "backward", "optimizer step")
 
@@ -105,82 +92,6 @@ def build_benchmark_model(
     if fixed_workload:
         equalize_workload(model)
     return cfg, model
-
-
-class Predictor:
-    """
-    ``predictor(image) -> Instances``: one ``(3, H, W)`` image (resized, 0..255) in, the
-    post-processed detections (boxes, classes, scores, full-image masks) out.
-    ``model`` is the PyTorch module it runs (None for exported engines).
-    """
-
-    def __init__(self, engine: str, model: Optional[nn.Module] = None, exported=None):
-        self.engine = engine
-        self.model = model
-        self.exported = exported
-
-    def __call__(self, image: torch.Tensor) -> Instances:
-        if self.model is not None:
-            with torch.no_grad():
-                return self.model(detector_inputs(image))[0]["instances"]
-        instances = self.exported(image)
-        return detector_postprocess(instances, image.shape[-2], image.shape[-1])
-
-
-def make_predictor(
-    model: nn.Module,
-    engine: str,
-    sample_image: torch.Tensor,
-    work_dir: Optional[str] = None,
-    calibration: Optional[Sequence[torch.Tensor]] = None,
-    calibration_source: str = "",
-) -> Predictor:
-    """
-    A :class:`Predictor` that runs ``model`` through ``engine`` (one of :data:`ENGINES`).
-    All engines do the same work: normalization and padding, the network, box and mask
-    post-processing with mask pasting.
-
-    Args:
-        model: a model of :func:`build_benchmark_model`; not modified.
-        sample_image: the image the exported engines trace with (any size works after).
-        work_dir: where the exported engines write their files (default: a new
-            temporary folder).
-        calibration: ``(3, H, W)`` images that calibrate the INT8 engines (e.g.
-            :func:`~atto_detectron.deploy.quantize.calibration_images` of the config);
-            default: :data:`BENCHMARK_CALIBRATION_IMAGES` synthetic images of the sample
-            image's size (seeds 1, 2, ...).
-        calibration_source: what ``calibration`` is, for the INT8 model's
-            ``export_info.json``.
-    """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine.startswith("pytorch"):
-        if engine != "pytorch":
-            model = fuse_bn(model)
-        if engine.endswith("-cl"):
-            model = model.to(memory_format=torch.channels_last)
-        return Predictor(engine, model=model)
-
-    if model.device.type != "cpu":
-        raise ValueError(f"{engine}: exported engines are measured on CPU only")
-    work_dir = work_dir or tempfile.mkdtemp(prefix="atto_bench_")
-    export_format = "torchscript" if engine == "torchscript" else "onnx"
-    export_model(prepare_for_export(model), sample_image, work_dir, export_format)
-    if not engine.endswith("-int8"):
-        exported = ExportedModel(work_dir, allow_spinning=False, engine=engine)
-        return Predictor(engine, exported=exported)
-
-    if calibration is None:
-        height, width = sample_image.shape[-2:]
-        calibration = [
-            image_tensor(synthetic_image(height, width, seed=seed))
-            for seed in range(1, 1 + BENCHMARK_CALIBRATION_IMAGES)
-        ]
-        calibration_source = f"{len(calibration)} synthetic {height}x{width} noise images"
-    described = calibration_source or f"{len(calibration)} images"
-    quantize_export(work_dir, calibration, [engine], calibration=described)
-    exported = ExportedModel(int8_dir(work_dir, engine), allow_spinning=False)
-    return Predictor(engine, exported=exported)
 
 
 def synthetic_training_batch(

@@ -23,6 +23,7 @@ from .export import (
 from .fusion import FUSABLE_NORMS, fuse_bn, fuse_conv_bn
 from .inputs import detector_inputs, image_tensor, synthetic_image
 from .int8_placement import int8_agreement, quantization_placement
+from .predictor import ENGINES, PREDICTOR_CALIBRATION_IMAGES, Predictor, make_predictor
 from .quantize import (
     INT8_ENGINES,
     export_engines,

@@ -20,9 +20,10 @@ Latency of a whole detector at its config's operating point, in the engine the u
   :func:`~atto_detectron.deploy.prepare_for_export`, BN folded) run by OpenVINO's CPU
   plugin (:class:`~atto_detectron.deploy.ExportedModel`); "openvino-int8": that export
   quantized by :func:`~atto_detectron.deploy.quantize_export` (NNCF, calibrated on a few
-  noise images: only the speed is measured here) and run by OpenVINO. Every engine does
-  the same work: normalization and padding, the network, box and mask post-processing
-  with mask pasting;
+  noise images: only the speed is measured here) and run by OpenVINO; each through the
+  plugin's :func:`~atto_detectron.deploy.make_predictor`, as the benchmarks measure.
+  Every engine does the same work: normalization and padding, the network, box and mask
+  post-processing with mask pasting;
 * the timing: the median of ``runs`` inferences after ``warmup`` untimed ones, on
   ``threads`` threads (:class:`~design_exploration.settings.LatencySettings`).
 """
@@ -37,23 +38,11 @@ import torch
 from torch import nn
 
 from atto_detectron.analysis.detection import equalize_workload, fix_test_workload
-from atto_detectron.deploy import (
-    ExportedModel,
-    detector_inputs,
-    export_model,
-    image_tensor,
-    int8_dir,
-    prepare_for_export,
-    quantize_export,
-    synthetic_image,
-)
+from atto_detectron.deploy import image_tensor, make_predictor, synthetic_image
 
-from .settings import LatencySettings
+from .settings import LATENCY_ENGINES, LatencySettings
 
-__all__ = ["CALIBRATION_IMAGES", "fixed_workload_detector", "detector_latency_ms", "time_median_ms"]
-
-# Noise images that calibrate the INT8 engine (its speed does not depend on them).
-CALIBRATION_IMAGES = 4
+__all__ = ["fixed_workload_detector", "detector_latency_ms", "time_median_ms"]
 
 
 @contextlib.contextmanager
@@ -96,42 +85,12 @@ def time_median_ms(run: Callable[[], object], runs: int, warmup: int) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def _runner(model: nn.Module, image: torch.Tensor, engine: str, work_dir: str, threads: int):
+def _runner(model: nn.Module, image: torch.Tensor, engine: str, work_dir: str):
     """One inference of ``model`` on ``image`` in ``engine``, as a function."""
-    if engine == "pytorch":
-
-        def run():
-            with torch.no_grad():
-                return model(detector_inputs(image))
-
-        return run
-
-    from atto_detectron.modeling import detector_postprocess
-
-    export_model(prepare_for_export(model), image, work_dir, "onnx")
-    if engine == "openvino":
-        exported = ExportedModel(work_dir, num_threads=threads, engine="openvino")
-    elif engine == "openvino-int8":
-        height, width = image.shape[-2:]
-        calibration = [
-            image_tensor(synthetic_image(height, width, seed=seed))
-            for seed in range(1, 1 + CALIBRATION_IMAGES)
-        ]
-        quantize_export(
-            work_dir,
-            calibration,
-            [engine],
-            calibration=f"{len(calibration)} synthetic {height}x{width} noise images",
-        )
-        exported = ExportedModel(int8_dir(work_dir, engine), num_threads=threads)
-    else:
+    if engine not in LATENCY_ENGINES:
         raise ValueError(f"unknown latency engine {engine!r}")
-    height, width = image.shape[-2:]
-
-    def run():
-        return detector_postprocess(exported(image), height, width)
-
-    return run
+    predictor = make_predictor(model, engine, image, work_dir)
+    return lambda: predictor(image)
 
 
 def detector_latency_ms(cfg, settings: LatencySettings, seed: int = 0) -> float:
@@ -147,5 +106,5 @@ def detector_latency_ms(cfg, settings: LatencySettings, seed: int = 0) -> float:
         prefix="design_latency_"
     ) as work_dir:
         model = fixed_workload_detector(cfg, seed)
-        run = _runner(model, image, settings.engine, work_dir, settings.threads)
+        run = _runner(model, image, settings.engine, work_dir)
         return time_median_ms(run, settings.runs, settings.warmup)
