@@ -12,14 +12,14 @@ Two objectives, chosen by the requirements file's ``objective`` key
 """
 
 import math
-import statistics
-import time
 from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from atto_detectron.analysis import netscore
+
+from .latency import time_median_ms
 
 __all__ = [
     "OBJECTIVES",
@@ -110,23 +110,21 @@ def measure_latency_ms(model: nn.Module, inputs, runs: int = 20, warmup: int = 3
     """
     Median wall time, in milliseconds, of ``runs`` forward passes of ``model`` (eval mode)
     on ``inputs`` (a tensor or a tuple of model arguments), after ``warmup`` untimed ones,
-    with the process's current torch thread setting.
+    with the process's current torch thread setting
+    (:func:`~design_exploration.latency.time_median_ms`).
     """
     was_training = model.training
     model.eval()
     args = inputs if isinstance(inputs, tuple) else (inputs,)
+
+    def run():
+        model(*args)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
     try:
-        for _ in range(warmup):
-            model(*args)
-        times = []
-        for _ in range(runs):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(*args)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time_median_ms(run, runs, warmup)
     finally:
         model.train(was_training)
-    return 1000.0 * statistics.median(times)
