@@ -168,12 +168,29 @@ def test_neck_rewrites_fpn_rpn_roi_and_anchor_keys():
     odd.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5"]
     with pytest.raises(ValueError, match="MODEL.RPN.IN_FEATURES"):
         apply_neck(odd, NeckGenome(64, ("res3", "res4", "res5")))
-    # The width choices around the prototype's 96.
-    assert NECK.width_choices() == (32, 64, 96, 128)  # multiples of GroupNorm's 32 groups
+    # The width choices around the prototype's 96: multiples of GroupNorm's 32 groups,
+    # and the prototype's own width.
+    assert NECK.width_choices() == (32, 64, 96, 128)
+    assert NeckGenome(100, NECK.in_features).width_choices() == (32, 64, 96, 100, 128)
+    # A config whose FPN levels the search does not vary has no neck to search.
+    evaluator = DetectionEvaluator(
+        DetectionSearchConfig(
+            SYNTH_CONFIG,
+            opts=(
+                "MODEL.FPN.IN_FEATURES",
+                "['res2', 'res3', 'res4']",
+                "MODEL.RPN.IN_FEATURES",
+                "['p2', 'p3', 'p4', 'p5']",
+                "MODEL.ANCHOR_GENERATOR.SIZES",
+                "[[32], [64], [128], [256]]",
+            ),
+        )
+    )
+    assert evaluator.prototype_neck is None
 
 
 def test_generator_explores_the_neck_only_with_one():
-    with pytest.raises(ValueError, match="no neck"):
+    with pytest.raises(ValueError, match="--search-neck.*--task detection"):
         CellGenerator.from_prototype(
             CellGenome.from_spec(uniform_prototype(16)), GeneratorSettings(search_neck=True)
         )

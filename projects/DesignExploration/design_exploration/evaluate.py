@@ -417,8 +417,12 @@ class DetectionEvaluator(CandidateEvaluator):
         return tuple(eval_image_size(self.base_cfg))
 
     @property
-    def prototype_neck(self) -> NeckGenome:
-        return neck_of(self.base_cfg)
+    def prototype_neck(self) -> Optional[NeckGenome]:
+        """The config's neck; None where its FPN levels are not ones the search varies."""
+        try:
+            return neck_of(self.base_cfg)
+        except ValueError:
+            return None
 
     def _with_neck(self, cfg, neck: Optional[NeckGenome]):
         if neck is None or neck == neck_of(cfg):

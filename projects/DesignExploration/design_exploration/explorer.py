@@ -76,6 +76,7 @@ from .family import FamilyMember, derive_family, retrain_member
 from .folder import STATE_FILE, SearchFolder, load_state
 from .generator import CellGenerator
 from .inherit import inherit_weights
+from .neck import NeckGenome
 from .objective import ranking_key
 from .records import CandidateRecord, Figures, GeneratorRecord, PeerRecord, SearchState
 from .requirements import DesignRequirements
@@ -272,7 +273,7 @@ class DesignExplorer:
         spec: AttoNetSpec,
         spec_file: str,
         schedule: str,
-        neck,
+        neck: Optional[NeckGenome],
         parent: Optional[CandidateRecord],
     ) -> CandidateResult:
         """
@@ -308,7 +309,7 @@ class DesignExplorer:
         generator: Optional[int] = None,
         draws: int = 0,
         repairs: int = 0,
-        neck=None,
+        neck: Optional[NeckGenome] = None,
     ) -> CandidateRecord:
         """
         Trains and measures candidate ``candidate_id`` (the prototype: 0, no parent or

@@ -162,8 +162,8 @@ class StructureChoices:
         if neck is None:
             if settings.search_neck:
                 raise ValueError(
-                    "search_neck explores a detector's FPN: the prototype has no neck "
-                    "(--task detection gives it the config's)"
+                    "--search-neck varies a detector's FPN on res2..res5 or res3..res5: "
+                    "use --task detection with such a config (MODEL.FPN.IN_FEATURES)"
                 )
             return cls(depths, depth_probs)
         widths = neck.width_choices() if settings.search_neck else (neck.out_channels,)

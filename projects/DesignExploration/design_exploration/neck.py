@@ -64,9 +64,8 @@ class NeckGenome:
     def width_choices(self):
         """The FPN widths the search explores around this (prototype's) neck."""
         m = WIDTH_MULTIPLE
-        return tuple(
-            sorted({max(m, int(round(self.out_channels * f / m)) * m) for f in NECK_WIDTH_FACTORS})
-        )
+        widths = {max(m, int(round(self.out_channels * f / m)) * m) for f in NECK_WIDTH_FACTORS}
+        return tuple(sorted(widths | {self.out_channels}))
 
 
 def neck_of(cfg) -> NeckGenome:
