@@ -32,8 +32,10 @@ Outside the AttoNet (a detector's FPN, RPN and heads), a tensor whose shape diff
 the parent's (the child's FPN is narrower or wider) gets the parent's values where their
 indices overlap, channels in order: along its first axis (outputs) the rest keeps its
 fresh initialisation, along the others (inputs, e.g. the box head's first FC over
-``C x 7 x 7`` features, flattened channel-major) the rest is zero. A wider FPN therefore
-also starts from its parent's function; a narrower one keeps its first channels.
+``C x 7 x 7`` features, flattened channel-major) the rest is zero. Without a norm over
+channel groups, a wider FPN therefore starts from its parent's function (the plugin's
+configs use GroupNorm in the FPN, whose groups change with the width); a narrower one keeps
+its first channels.
 """
 
 from dataclasses import dataclass
