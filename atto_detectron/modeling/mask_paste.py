@@ -127,14 +127,16 @@ def paste_masks_separable(
         return pasted
     masks = masks.float() if not masks.dtype.is_floating_point else masks
     boxes = boxes.to(masks.dtype)
-    regions = _regions(boxes, height, width)
+    finite = torch.isfinite(boxes).all(dim=1)
+    regions = _regions(torch.where(finite[:, None], boxes, 0.0), height, width)
     sizes = (regions[:, 2:] - regions[:, :2]).clamp(min=0)
+    sizes[~finite] = 0  # a box that is not finite pastes nothing
     weights_x = _axis_weights(boxes[:, 0], boxes[:, 2], regions[:, 0], sizes[:, 0], masks.shape[2])
     weights_y = _axis_weights(boxes[:, 1], boxes[:, 3], regions[:, 1], sizes[:, 1], masks.shape[1])
-    corners, finite = regions.tolist(), torch.isfinite(boxes).all(dim=1).tolist()
+    corners, sizes = regions.tolist(), sizes.tolist()
     for i in range(n):
         x0, y0, x1, y1 = corners[i]
-        if x1 <= x0 or y1 <= y0 or not finite[i]:
+        if not (sizes[i][0] and sizes[i][1]):
             continue
         values = weights_y[i] @ masks[i] @ weights_x[i].T
         if threshold >= 0:
