@@ -35,13 +35,8 @@ from .test_design import _randomize_norms
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small models on a shared 2-core machine train many times faster on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small models on a shared 2-core machine train many times faster on one thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Detector(nn.Module):

@@ -44,14 +44,8 @@ from design_exploration import cli as explore_design
 
 from .helpers import CONFIGS
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small models on a shared 2-core machine train many times faster on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small models on a shared 2-core machine train many times faster on one thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
