@@ -31,6 +31,7 @@ from design_exploration import (
     family_summary,
     format_family_table,
     get_prototype,
+    latency_front,
     latency_score,
     load_requirements,
     load_state,
@@ -274,6 +275,18 @@ def test_peers_are_measured_once_and_restored_on_resume(tmp_path):
     assert "latency <= 3 ms (ShuffleNetV2-FPN)" in markdown
     assert "box AP50 >= 64.6% (0.95 x MobileNetV2-FPN)" in markdown
     assert "ranked by latency score" in markdown and "latency score final" in markdown
+    # The latency-accuracy front: the candidates nothing beats in both, fastest first.
+    summary = family_summary(uninterrupted)
+    front = latency_front(summary["candidates"])
+    assert front and "Latency-accuracy front of the candidates" in markdown
+    for point in front:
+        assert not any(
+            c["latency_ms"] <= point["latency_ms"]
+            and c["accuracy"] >= point["accuracy"]
+            and (c["latency_ms"], c["accuracy"]) != (point["latency_ms"], point["accuracy"])
+            for c in summary["candidates"]
+        )
+        assert f"| {point['id']} |" in markdown
     paths = write_report(uninterrupted, str(tmp_path / "full"))
     with open(paths["json"]) as f:
         report = json.load(f)
