@@ -24,12 +24,9 @@ from collections import OrderedDict
 import torch
 
 from detectron2.layers.mask_ops import paste_masks_in_image
-from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 
-from atto_detectron.analysis.detection import equalize_workload, fix_test_workload
 from atto_detectron.analysis.formatting import format_number
-from atto_detectron.config import load_config
 from atto_detectron.deploy import detector_inputs, image_tensor, synthetic_image
 from atto_detectron.deploy.allocator import ALLOCATORS
 from atto_detectron.modeling import paste_masks_separable
@@ -40,7 +37,7 @@ from benchmarks.common import (
     setup_process,
     write_doc_section,
 )
-from benchmarks.engines import paired_ratio, summarize_seconds
+from benchmarks.engines import build_benchmark_model, paired_ratio, summarize_seconds
 from benchmarks.roofline import add_docs_arguments, measure_or_regenerate
 
 DOC_SECTION = "mask-paste"
@@ -84,12 +81,7 @@ def get_parser():
 
 def raw_masks(config_file: str):
     """The raw ``(N, M, M)`` masks and ``(N, 4)`` boxes of the config's fixed workload."""
-    cfg = fix_test_workload(load_config(config_file))
-    cfg.defrost()
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    torch.manual_seed(0)
-    model = equalize_workload(build_model(cfg).eval())
+    cfg, model = build_benchmark_model(config_file)
     height = cfg.INPUT.MIN_SIZE_TEST
     width = min(int(round(height * 4 / 3)), cfg.INPUT.MAX_SIZE_TEST)
     image = image_tensor(synthetic_image(height, width, seed=0))
