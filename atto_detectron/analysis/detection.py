@@ -61,6 +61,12 @@ def fix_test_workload(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
+def _zero_layers(*layers: nn.Module) -> None:
+    for layer in layers:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
 def zero_box_regression(model: nn.Module) -> nn.Module:
     """
     Zeroes the box regression of a GeneralizedRCNN's RPN and box head (in place; returns
@@ -68,12 +74,10 @@ def zero_box_regression(model: nn.Module) -> nn.Module:
     head then drop; zero deltas keep every anchor and proposal valid, so models with
     random weights process the configs' maxima of boxes.
     """
-    for layer in (
+    _zero_layers(
         model.proposal_generator.rpn_head.anchor_deltas,
         model.roi_heads.box_predictor.bbox_pred,
-    ):
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
+    )
     return model
 
 
@@ -87,12 +91,10 @@ def equalize_workload(model: nn.Module) -> nn.Module:
     proposals, ``TEST.DETECTIONS_PER_IMAGE`` detections. In place; returns ``model``.
     """
     zero_box_regression(model)
-    for layer in (
+    _zero_layers(
         model.proposal_generator.rpn_head.objectness_logits,
         model.roi_heads.box_predictor.cls_score,
-    ):
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
+    )
     return model
 
 
