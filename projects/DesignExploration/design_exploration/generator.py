@@ -30,8 +30,6 @@ a few noisy evaluations warrant. Floors on spreads and probabilities keep every 
 possible. A slot, depth or neck choice that no elite candidate has keeps its distribution.
 """
 
-import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -96,13 +94,6 @@ class GeneratorSettings:
 def _floor_probabilities(probs: np.ndarray, floor: float) -> np.ndarray:
     probs = np.maximum(probs, floor)
     return probs / probs.sum(axis=-1, keepdims=True)
-
-
-@contextmanager
-def _quiet_nan_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
 
 
 def _centred(choices: Sequence, keep, settings: GeneratorSettings) -> np.ndarray:
@@ -378,13 +369,9 @@ class CellGenerator:
         # Each candidate's common scale (its average log2 width) and its cell-by-cell shape.
         scales = np.nanmean(logs, axis=1)
         shapes = logs - scales[:, None]
-        with np.errstate(invalid="ignore"), _quiet_nan_warnings():
-            elite_mean = np.where(
-                present, np.nanmean(np.where(present, logs, 0.0), axis=0), self.mean
-            )
-            elite_std = np.where(
-                present, np.nanstd(np.where(present, shapes, 0.0), axis=0), self.sigma
-            )
+        # A slot that no elite member has (a column of NaN, read as 0) keeps its own.
+        elite_mean = np.where(present, np.nanmean(np.where(present, logs, 0.0), axis=0), self.mean)
+        elite_std = np.where(present, np.nanstd(np.where(present, shapes, 0.0), axis=0), self.sigma)
         mean = (1 - a) * self.mean + a * elite_mean
         sigma = np.maximum(settings.min_sigma, (1 - b) * self.sigma + b * elite_std)
         scale_sigma = max(settings.min_sigma, (1 - b) * self.scale_sigma + b * scales.std())
