@@ -48,3 +48,16 @@ def assert_close_to_scale(actual, expected, rel=SCALE_TOLERANCE, name=""):
     assert error <= rel * max(
         scale, 1e-12
     ), f"{name}: max error {error:.3g} exceeds {rel:g} of the magnitude {scale:.3g}"
+
+
+def leave_process_group():
+    """
+    Ends a worker of ``detectron2.engine.launch`` in a test: the processes leave the Gloo
+    group together. A process that exits while another still uses the group can abort in
+    Gloo's threads ("terminate called without an active exception"). Drop the worker's
+    DistributedDataParallel modules first.
+    """
+    from detectron2.utils import comm
+
+    comm.synchronize()
+    torch.distributed.destroy_process_group()

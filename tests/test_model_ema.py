@@ -15,7 +15,7 @@ from atto_detectron.engine import ModelEMA, load_ema_weights, load_ema_weights_i
 from atto_detectron.engine.ema import CHECKPOINT_KEY
 from atto_detectron.tools import train_net
 
-from .helpers import CONFIGS, SYNTH_DATASETS
+from .helpers import CONFIGS, SYNTH_DATASETS, leave_process_group
 
 
 def _toy():
@@ -88,6 +88,8 @@ def _buffers_worker(output_dir):
     ema.after_step()
     with open(os.path.join(output_dir, f"rank{comm.get_rank()}.json"), "w") as f:
         json.dump({"own": own.tolist(), "ema": ema.module[1].running_var.tolist()}, f)
+    del ema, model
+    leave_process_group()
 
 
 @pytest.mark.slow

@@ -38,7 +38,13 @@ from atto_detectron.engine import (
 )
 from atto_detectron.tools import train_net
 
-from .helpers import CONFIGS, REPO_ROOT, SYNTH_DATASETS, register_synthetic_voc
+from .helpers import (
+    CONFIGS,
+    REPO_ROOT,
+    SYNTH_DATASETS,
+    leave_process_group,
+    register_synthetic_voc,
+)
 
 SYNTH_CONFIG = os.path.join(CONFIGS, "synth", "atto_maskrcnn_synth.yaml")
 TRAIN, VAL = SYNTH_DATASETS["train"], SYNTH_DATASETS["val"]
@@ -519,11 +525,8 @@ def _diverge_on_one_process_worker(output_dir):
             stopped_at = (trainer.iter, str(e))
     with open(os.path.join(output_dir, f"rank{comm.get_rank()}.json"), "w") as f:
         json.dump(stopped_at, f)
-    # Leave together: a process that exits while the other still uses the Gloo group can
-    # abort in Gloo's threads ("terminate called without an active exception").
     del trainer, ddp
-    comm.synchronize()
-    torch.distributed.destroy_process_group()
+    leave_process_group()
 
 
 @pytest.mark.slow
