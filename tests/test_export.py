@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 import torch
+import torchvision
 
 from detectron2.modeling import build_model
 
@@ -20,6 +21,7 @@ from atto_detectron.deploy import (
     reference_outputs,
     synthetic_image,
 )
+from atto_detectron.deploy.export import _batched_nms_per_index
 from atto_detectron.tools import export_model as export_tool
 
 from .helpers import CONFIGS, assert_close_to_scale
@@ -104,13 +106,33 @@ def test_onnx_export_without_detections_runs_in_every_engine(images, tmp_path):
     export_model(empty, images[0], str(tmp_path), "onnx")
     import onnx
 
-    assert "If" not in {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
+    op_types = [node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    assert "If" not in op_types
+    # One NMS per class (and per RPN level, up to the same bound), not one over all of
+    # them: the coordinate trick's single NMS costs the square of every class's boxes.
+    assert op_types.count("NonMaxSuppression") == 2 * empty.roi_heads.num_classes
     reference = reference_outputs(empty, images[0])
     assert len(reference) == 0
     for engine in ("onnxruntime", "openvino"):
         instances = ExportedModel(str(tmp_path), engine=engine)(images[0])
         assert outputs_match(compare_outputs(reference, instances)), engine
         assert instances.pred_masks.shape == (0, 1, 28, 28)
+
+
+@pytest.mark.parametrize("num_boxes", [0, 1, 300])
+def test_per_index_nms_keeps_what_torchvision_keeps(num_boxes):
+    generator = torch.Generator().manual_seed(num_boxes)
+    corners = torch.rand(num_boxes, 2, generator=generator) * 100
+    sizes = torch.rand(num_boxes, 2, generator=generator) * 40 + 1
+    boxes = torch.cat([corners, corners + sizes], dim=1)
+    scores = torch.rand(num_boxes, generator=generator)
+    # Indices 0..4 of a bound of 6: one index without boxes.
+    idxs = torch.randint(0, 5, (num_boxes,), generator=generator)
+    expected = torchvision.ops.batched_nms(boxes, scores, idxs, 0.5)
+    kept = _batched_nms_per_index(6)(boxes, scores, idxs, 0.5)
+    assert torch.equal(kept, expected)
+    if num_boxes == 300:  # the check needs suppressed boxes in several classes
+        assert 0 < len(kept) < num_boxes and len(set(idxs[kept].tolist())) == 5
 
 
 @pytest.mark.slow

@@ -48,7 +48,7 @@ PRIVATE_USES = [
         "torchvision",
         {"0.18.1"},
         ["torchvision.ops.boxes._batched_nms_coordinate_trick"],
-        "exports replace it while tracing, so that ONNX gets no If node",
+        "exports replace it while tracing: one NMS per class or level, and no ONNX If node",
     ),
     (
         "benchmarks.roofline_model",
