@@ -731,6 +731,54 @@ def format_findings(report: Mapping, short: int) -> List[str]:
     return lines
 
 
+def format_int8_gains(
+    report: Mapping, short: int, fp32: str = "openvino", int8: str = "openvino-int8"
+) -> List[str]:
+    """
+    Per model that ran both ``fp32`` and ``int8`` at ``short``: each part's fp32 median
+    over its INT8 median (the speed-up INT8 gives that part), the total's, and the share
+    of the INT8 total spent in parts that INT8 made less than 1.25x faster.
+    Empty when no model ran both engines.
+    """
+    by_model = OrderedDict()
+    for entry in report["runs"].values():
+        if entry["short_edge"] == short and entry["engine"] in (fp32, int8):
+            by_model.setdefault(entry["model"], {})[entry["engine"]] = entry
+    pairs = [(model, e[fp32], e[int8]) for model, e in by_model.items() if len(e) == 2]
+    if not pairs:
+        return []
+    rows = [
+        row
+        for row in _rows([entry for _, a, b in pairs for entry in (a, b)])
+        if row not in (UNATTRIBUTED, OUTSIDE_NODES)
+    ]
+    header = ["part"] + [model for model, _, _ in pairs]
+    lines = ["| " + " | ".join(header) + " |", "|:--|" + "--:|" * len(pairs)]
+    slow_share = {}
+    for row in rows:
+        cells = [f"**{row}**" if row == TOTAL else row]
+        for model, a, b in pairs:
+            if row not in a["seconds"] or row not in b["seconds"]:
+                cells.append("-")
+                continue
+            before = statistics.median(a["seconds"][row])
+            after = statistics.median(b["seconds"][row])
+            gain = before / after if after > 0 else float("inf")
+            cells.append(f"{gain:.2f}x")
+            if row != TOTAL and gain < 1.25:
+                slow_share[model] = slow_share.get(model, 0.0) + after
+        lines.append("| " + " | ".join(cells) + " |")
+    shares = ", ".join(
+        f"{model} {100 * slow_share.get(model, 0.0) / statistics.median(b['seconds'][TOTAL]):.0f}%"
+        for model, _, b in pairs
+    )
+    lines += [
+        "",
+        f"Share of the {int8} total in parts sped up less than 1.25x: {shares}.",
+    ]
+    return lines
+
+
 def _describe_machine(machine: Mapping) -> str:
     load = machine.get("load_average_at_start")
     load = f", load average {load[0]:.1f} at the start" if load else ""
@@ -795,6 +843,15 @@ def format_markdown(report: Mapping) -> str:
                 "",
                 format_table(entries),
             ]
+        gains = format_int8_gains(report, short)
+        if gains:
+            lines += [
+                "",
+                f"### INT8 gain per part at shortest edge {short}",
+                "",
+                "OpenVINO's fp32 median over its INT8 median:",
+                "",
+            ] + gains
         findings = format_findings(report, short)
         if findings:
             lines += [

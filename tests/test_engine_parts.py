@@ -2,6 +2,7 @@ import importlib
 import json
 import logging
 import os
+import statistics
 from collections import OrderedDict
 
 import pytest
@@ -289,6 +290,32 @@ def test_section_says_where_the_subject_is_slower_and_what_is_not_resolved():
     report["subject"] = "AttoNet-B"
     text = engine_parts.format_markdown(report)
     assert "| res2 |" in text and "against" not in text
+
+
+def test_section_gives_what_int8_gains_per_part():
+    engine_parts = _engine_parts()
+    report = _report()
+    # AttoNet-A in OpenVINO fp32 too: res2 twice its INT8 time, every other part the same.
+    report["runs"]["AttoNet-A/openvino/800"] = _entry(
+        "AttoNet-A", "openvino", {"res2": (6.0, 6.4, 6.8)}, True
+    )
+    text = engine_parts.format_markdown(report)
+    assert "### INT8 gain per part at shortest edge 800" in text
+    # ShuffleNetV2-FPN ran no fp32 OpenVINO: no column.
+    assert "| part | AttoNet-A |" in text
+    assert "| res2 | 2.00x |" in text and "| FPN | 1.00x |" in text
+    # Every part but res2 gained nothing: their INT8 time over the INT8 total.
+    int8 = report["runs"]["AttoNet-A/openvino-int8/800"]["seconds"]
+    unchanged = sum(
+        statistics.median(seconds)
+        for part, seconds in int8.items()
+        if part not in ("res2", "unattributed", "outside the nodes", "total")
+    )
+    share = 100 * unchanged / statistics.median(int8["total"])
+    assert f"sped up less than 1.25x: AttoNet-A {share:.0f}%." in text
+    # Without an fp32 OpenVINO run, no such section.
+    del report["runs"]["AttoNet-A/openvino/800"]
+    assert "INT8 gain per part" not in engine_parts.format_markdown(report)
 
 
 def test_from_json_rewrites_only_its_section(tmp_path):
