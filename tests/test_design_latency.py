@@ -164,6 +164,33 @@ def test_latency_objective_ranks_the_faster_candidate_first():
         objective_score("speed", 70.0, 1e6, 1e9)
 
 
+def test_mask_ap50_floor_relative_to_a_peer():
+    req = DesignRequirements(min_mask_accuracy={"of": "MobileNetV2-FPN"})
+    assert req.peer_figures("MobileNetV2-FPN") == ["mask_accuracy"]
+    assert req.to_dict()["min_mask_accuracy"] == {"of": "MobileNetV2-FPN"}
+    peer = PeerRecord(
+        "MobileNetV2-FPN", "configs/m.yaml", 1, 1, None, 60.0, {"segm": {"AP50": 55.0}}
+    )
+    assert peer.figures()["mask_accuracy"] == 55.0
+    resolved = req.resolved({"MobileNetV2-FPN": peer.figures()})
+    assert resolved.min_mask_accuracy == 55.0
+    base = {"accuracy": 70.0, "params": 1, "mult_adds": 1}
+    assert resolved.check(dict(base, mask_accuracy=56.0)) == {"min_mask_accuracy": True}
+    assert resolved.check(dict(base, mask_accuracy=44.0)) == {"min_mask_accuracy": False}
+    assert resolved.violation(dict(base, mask_accuracy=44.0)) == pytest.approx(0.2)
+    # A candidate's figures read its mask AP50 from the evaluator's results.
+    result = CandidateResult(70.0, 1, 1, None, {"bbox": {"AP50": 70.0}, "segm": {"AP50": 44.0}}, {})
+    figures = Figures.measure(result, resolved)
+    assert figures.mask_accuracy == 44.0 and not figures.feasible
+    # Without masks (classification) the floor is a mistake, named as such.
+    no_masks = CandidateResult(70.0, 1, 1, None, {"top1": 70.0}, {})
+    with pytest.raises(ValueError, match="min_mask_accuracy needs mask AP50"):
+        Figures.measure(no_masks, resolved)
+    # The shipped CPU requirements set it.
+    cpu = load_requirements(os.path.join(PROJECT_CONFIGS, "cpu_detection.yaml"))
+    assert cpu.min_mask_accuracy == PeerReference("MobileNetV2-FPN")
+
+
 # ---------------------------------------------------------------- peers in a search
 
 
@@ -329,6 +356,53 @@ def test_peers_are_measured_once_and_restored_on_resume(tmp_path):
         )
 
 
+class _MaskEvaluator(_PeerEvaluator):
+    """_PeerEvaluator with masks: mask AP50 is the box AP50 minus 5."""
+
+    def measure_peer(self, name, seed, accuracy, latency):
+        record = super().measure_peer(name, seed, accuracy, latency)
+        if accuracy:
+            record.metrics = {"segm": {"AP50": record.accuracy - 5.0}}
+        return record
+
+    def evaluate(self, *args, **kwargs):
+        result = super().evaluate(*args, **kwargs)
+        result.metrics = {"segm": {"AP50": result.accuracy - 5.0}}
+        return result
+
+
+def test_search_with_a_mask_ap50_floor(tmp_path):
+    requirements = DesignRequirements(
+        max_latency_ms={"of": "ShuffleNetV2-FPN"},
+        min_mask_accuracy={"of": "MobileNetV2-FPN", "times": 0.95},
+        objective="latency",
+    )
+    evaluator = _MaskEvaluator()
+    explorer = DesignExplorer(
+        evaluator,
+        get_prototype("uniform", base_width=8),
+        requirements,
+        str(tmp_path),
+        ExplorerSettings(population=2, num_elite=2, seed=1, latency=_LATENCY),
+    )
+    state = explorer.run(SearchBudget(candidates=3), progress=False)
+    # The peer is trained for its mask AP50 alone.
+    assert [(name, accuracy) for name, _, accuracy, _ in evaluator.peers] == [
+        ("ShuffleNetV2-FPN", False),
+        ("MobileNetV2-FPN", True),
+    ]
+    floor = state.resolved_requirements().min_mask_accuracy
+    assert floor == pytest.approx(0.95 * 63.0)
+    for record in state.candidates:
+        figures = record.figures
+        assert figures.met["min_mask_accuracy"] == (figures.mask_accuracy >= floor)
+    markdown = format_family_table(family_summary(state))
+    assert "mask AP50 >= 59.85% (0.95 x MobileNetV2-FPN)" in markdown
+    assert "| peer | config | box AP50 | mask AP50 |" in markdown
+    assert "| MobileNetV2-FPN | configs/MobileNetV2-FPN.yaml | 68.00 | 63.00 |" in markdown
+    assert "box AP50 final | mask AP50 final | params |" in markdown
+
+
 def test_engines_and_peers_the_evaluator_lacks_are_refused(tmp_path):
     class _Classification(_PeerEvaluator):
         task = "classification"
@@ -463,5 +537,9 @@ def test_detection_search_with_peers_resumes_without_measuring_them(
     assert figures.latency_ms > 0
     # Two iterations leave the AP at 0 or near it; the score is None at 0.
     assert figures.score == latency_score(figures.accuracy, figures.params, figures.latency_ms)
-    assert set(prototype.figures.met) == {"min_accuracy", "max_latency_ms"}
+    assert set(prototype.figures.met) == {"min_accuracy", "min_mask_accuracy", "max_latency_ms"}
     assert figures.met["max_latency_ms"] == (figures.latency_ms <= shufflenet.latency_ms)
+    # Mask AP50 comes from Detectron2's "segm" results, the candidate's and the peer's.
+    assert figures.mask_accuracy is not None and "segm" in mobilenet.metrics
+    floor = mobilenet.figures()["mask_accuracy"]
+    assert figures.met["min_mask_accuracy"] == (figures.mask_accuracy >= floor)

@@ -104,6 +104,7 @@ def get_parser():
     req = parser.add_argument_group("requirements (the flags override the file)")
     req.add_argument("--requirements", metavar="FILE", help="yaml/json requirements file")
     req.add_argument("--min-accuracy", type=float, help="percent: top-1 or box AP50")
+    req.add_argument("--min-mask-accuracy", type=float, help="percent: mask AP50 (detection)")
     req.add_argument("--max-params", help="e.g. 250000 or 250K")
     req.add_argument("--max-mult-adds", help="at the task's input size, e.g. 1.2M")
     req.add_argument(
@@ -226,6 +227,7 @@ def build_requirements(args) -> DesignRequirements:
     # Counts may carry a K/M/G suffix ("250K"): DesignRequirements parses them.
     return requirements.updated(
         min_accuracy=args.min_accuracy,
+        min_mask_accuracy=args.min_mask_accuracy,
         max_params=args.max_params,
         max_mult_adds=args.max_mult_adds,
         max_latency_ms=args.max_latency_ms,

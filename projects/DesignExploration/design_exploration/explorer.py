@@ -205,7 +205,7 @@ class DesignExplorer:
             record = self.evaluator.measure_peer(
                 name,
                 self.settings.training_seed,  # the same images, in the same order
-                accuracy="accuracy" in figures,
+                accuracy="accuracy" in figures or "mask_accuracy" in figures,
                 latency=(
                     self.settings.latency
                     if self.requirements.needs_latency or "latency_ms" in figures

@@ -10,11 +10,12 @@ config when the search's config is one (under ``configs/synth/`` or named ``*syn
 else the Pascal VOC one.
 """
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Mapping, Optional
 
-__all__ = ["PEER_CONFIGS", "PEER_NAMES", "PeerRecord", "peer_config_file"]
+__all__ = ["PEER_CONFIGS", "PEER_NAMES", "PeerRecord", "mask_ap50", "peer_config_file"]
 
 # Peer name -> its config on the generated data ("synth") and on Pascal VOC ("voc"), in
 # the plugin's model zoo (atto_detectron.model_zoo.get_config_file).
@@ -52,6 +53,18 @@ def peer_config_file(name: str, search_config_file: str) -> str:
     return get_config_file(PEER_CONFIGS[name]["synth" if synth else "voc"])
 
 
+def mask_ap50(metrics: Mapping) -> Optional[float]:
+    """
+    Mask AP50 (percent) of an evaluator's results (Detectron2's "segm" dict); None
+    without masks (classification, box-only detection); 0 where it is not finite, as the
+    box AP50 that ``accuracy`` holds.
+    """
+    value = (metrics or {}).get("segm", {}).get("AP50")
+    if value is None:
+        return None
+    return float(value) if math.isfinite(float(value)) else 0.0
+
+
 @dataclass
 class PeerRecord:
     """
@@ -64,7 +77,7 @@ class PeerRecord:
         latency_ms: as the candidates' latencies are measured; None when the search
             measures no latencies.
         accuracy: box AP50 after the prototype's schedule, seed and data order; None when
-            no requirement needs it.
+            no requirement needs it (its mask AP50 is read from ``metrics``).
         metrics: the evaluator's full results of that training (empty without it).
         seconds: the time its measurement took.
     """
@@ -85,6 +98,7 @@ class PeerRecord:
             "params": self.params,
             "mult_adds": self.mult_adds,
             "latency_ms": self.latency_ms,
+            "mask_accuracy": mask_ap50(self.metrics) if self.accuracy is not None else None,
         }
 
     def to_dict(self) -> Dict:

@@ -28,7 +28,7 @@ from atto_detectron.modeling import AttoNetSpec
 from .evaluate import CandidateResult
 from .neck import NeckGenome
 from .objective import candidate_netscore, objective_score
-from .peers import PeerRecord
+from .peers import PeerRecord, mask_ap50
 from .requirements import DesignRequirements
 from .settings import ExplorerSettings
 from .space import CellGenome
@@ -63,7 +63,8 @@ class Figures:
         met: each requirement that is set -> whether it holds.
         violation: how far the requirements are missed (0 when all are met).
         feasible: whether every requirement holds (the indicator function).
-        metrics: the evaluator's full results (e.g. Detectron2's "bbox" dict).
+        metrics: the evaluator's full results (e.g. Detectron2's "bbox" dict); mask AP50
+            is read from them (:attr:`mask_accuracy`).
     """
 
     accuracy: float
@@ -88,9 +89,11 @@ class Figures:
             "params": int(result.params),
             "mult_adds": int(result.mult_adds),
             "latency_ms": result.latency_ms,
+            "mask_accuracy": mask_ap50(result.metrics),
         }
         met = requirements.check(measured)
         violation = requirements.violation(measured)
+        del measured["mask_accuracy"]  # kept in the metrics
         return cls(
             **measured,
             netscore=candidate_netscore(result.accuracy, result.params, result.mult_adds),
@@ -107,6 +110,11 @@ class Figures:
             # As the state file will hold them (numpy and torch numbers become floats).
             metrics=json.loads(json.dumps(result.metrics, default=float)),
         )
+
+    @property
+    def mask_accuracy(self) -> Optional[float]:
+        """Mask AP50 in percent (detection with masks), else None."""
+        return mask_ap50(self.metrics)
 
     def to_dict(self) -> Dict:
         return asdict(self)

@@ -23,6 +23,7 @@ __all__ = [
 
 _REQUIREMENT_LABELS = {
     "min_accuracy": ("{acc} >= {value:g}%", None),
+    "min_mask_accuracy": ("mask AP50 >= {value:g}%", None),
     "max_params": ("params <= {value}", "count"),
     "max_mult_adds": ("mult-adds <= {value}", "count"),
     "max_latency_ms": ("latency <= {value:g} ms", None),
@@ -71,6 +72,7 @@ def _figures(figures: Figures) -> Dict:
     """The figures that the report shows."""
     return {
         "accuracy": figures.accuracy,
+        "mask_accuracy": figures.mask_accuracy,
         "params": figures.params,
         "mult_adds": figures.mult_adds,
         "latency_ms": figures.latency_ms,
@@ -150,7 +152,10 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         # Numbers (peers' figures in place of references, once the peers are measured).
         "requirements": requirements.to_dict(),
         "requirements_given": state.requirements.to_dict(),
-        "peers": {name: peer.to_dict() for name, peer in state.peers.items()},
+        "peers": {
+            name: dict(peer.to_dict(), mask_accuracy=peer.figures()["mask_accuracy"])
+            for name, peer in state.peers.items()
+        },
         "prototype": dict(
             _figures(prototype.figures),
             name=prototype.name,
@@ -208,21 +213,29 @@ def _peer_lines(summary: Mapping) -> List[str]:
     if not summary.get("peers"):
         return []
     acc = summary["accuracy_name"]
+    masks = _shows_masks(summary)
     lines = [
         "",
         f"Peers (measured once, at the start of the search; {acc} after the prototype's "
         f"schedule and seed, latency as the candidates'):",
         "",
-        f"| peer | config | {acc} | params | mult-adds | latency |",
-        "|---|---|---|---|---|---|",
+        f"| peer | config | {acc} | " + ("mask AP50 | " if masks else "") + "params | "
+        "mult-adds | latency |",
+        "|---" * (7 if masks else 6) + "|",
     ]
     for name, peer in summary["peers"].items():
+        mask = f"{format_number(peer.get('mask_accuracy'), digits=2)} | " if masks else ""
         lines.append(
             f"| {name} | {peer['config_file']} | {format_number(peer['accuracy'], digits=2)} | "
-            f"{_count(peer['params'])} | {_count(peer['mult_adds'])} | "
+            f"{mask}{_count(peer['params'])} | {_count(peer['mult_adds'])} | "
             f"{format_number(peer['latency_ms'], digits=2, unit=' ms')} |"
         )
     return lines
+
+
+def _shows_masks(summary: Mapping) -> bool:
+    # Mask AP50 columns where a requirement is on it.
+    return summary.get("requirements", {}).get("min_mask_accuracy") is not None
 
 
 def _met_text(figures: Mapping) -> str:
@@ -231,14 +244,19 @@ def _met_text(figures: Mapping) -> str:
     return ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in figures["met"].items())
 
 
-def _figure_cells(search: Mapping, final: Mapping, score: bool = False) -> str:
+def _figure_cells(search: Mapping, final: Mapping, score: bool = False, masks: bool = False) -> str:
     """
     The table's cells from accuracy in search to the final requirements (with the
-    objective's score after NetScore when ``score``).
+    objective's score after NetScore when ``score``, the final mask AP50 after the final
+    accuracy when ``masks``).
     """
     cells = [
         format_number(search["accuracy"], digits=2),
         format_number(final["accuracy"], digits=2),
+    ]
+    if masks:
+        cells.append(format_number(final.get("mask_accuracy"), digits=2))
+    cells += [
         _count(final["params"]),
         _count(final["mult_adds"]),
         format_number(final["latency_ms"], digits=2, unit=" ms"),
@@ -259,10 +277,11 @@ def format_family_table(summary: Mapping) -> str:
     requirements = _requirements_text(
         summary["requirements"], acc, summary.get("requirements_given")
     ) or ["none"]
+    masks = _shows_masks(summary)
     header = (
         f"| network | from | stem / stage widths x depths | {acc} in search | {acc} final | "
-        f"params | "
-        f"mult-adds | latency | NetScore final | "
+        + ("mask AP50 final | " if masks else "")
+        + "params | mult-adds | latency | NetScore final | "
         + (f"{score_name} final | " if extra else "")
         + "requirements (final) | kept |"
     )
@@ -278,13 +297,14 @@ def format_family_table(summary: Mapping) -> str:
     ]
     p = summary["prototype"]
     lines.append(
-        f"| {p['name']} (prototype) | human | {p['widths']} | {_figure_cells(p, p, extra)} | - |"
+        f"| {p['name']} (prototype) | human | {p['widths']} | "
+        f"{_figure_cells(p, p, extra, masks)} | - |"
     )
     for row in summary["family"]:
         final = row["final"] or row["search"]
         lines.append(
             f"| {row['name']} | G{row['generator']}, candidate {row['candidate']} | "
-            f"{row['widths']} | {_figure_cells(row['search'], final, extra)} | "
+            f"{row['widths']} | {_figure_cells(row['search'], final, extra, masks)} | "
             f"{'yes' if row['kept'] else 'NO'} |"
         )
     if not summary["family"]:

@@ -5,6 +5,7 @@ requirement::
 
     min_accuracy: 60.0       # percent on the validation set: top-1 (classification)
                              # or box AP50 (detection)
+    min_mask_accuracy: 55.0  # percent: mask AP50 (detection with masks)
     max_params: 250K         # parameters of the whole model
     max_mult_adds: 1.2M      # mult-adds of one forward pass at the task's input size
     max_latency_ms: 5.0      # median inference time of one image, measured on this machine
@@ -18,6 +19,7 @@ Any requirement can instead be relative to a peer model (detection only)::
 
     max_latency_ms: {of: ShuffleNetV2-FPN}              # at most ShuffleNetV2-FPN's latency
     min_accuracy: {of: MobileNetV2-FPN}                 # at least its box AP50
+    min_mask_accuracy: {of: MobileNetV2-FPN}            # and its mask AP50
     max_params: {of: MobileNetV2-FPN, times: 0.5}       # at most half its parameters
 
 A peer is a Mask R-CNN of the plugin with another backbone (:data:`PEER_NAMES`; see
@@ -46,6 +48,7 @@ _SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
 # Requirement -> the figure of a peer that a relative requirement takes.
 PEER_FIGURES = {
     "min_accuracy": "accuracy",
+    "min_mask_accuracy": "mask_accuracy",
     "max_params": "params",
     "max_mult_adds": "mult_adds",
     "max_latency_ms": "latency_ms",
@@ -121,6 +124,7 @@ class DesignRequirements:
 
     Attributes:
         min_accuracy: the indicator's accuracy floor, in percent, on the validation set.
+        min_mask_accuracy: the floor of mask AP50, in percent (detection with masks).
         max_params: parameter budget.
         max_mult_adds: mult-add budget at the task's input size.
         max_latency_ms: latency budget, median of single-image inferences here.
@@ -129,6 +133,7 @@ class DesignRequirements:
     """
 
     min_accuracy: Union[None, float, PeerReference] = None
+    min_mask_accuracy: Union[None, float, PeerReference] = None
     max_params: Union[None, float, PeerReference] = None
     max_mult_adds: Union[None, float, PeerReference] = None
     max_latency_ms: Union[None, float, PeerReference] = None
@@ -252,7 +257,7 @@ class DesignRequirements:
         """
         Args:
             record: "accuracy" (percent), "params", "mult_adds" and, with a latency
-                budget, "latency_ms".
+                budget, "latency_ms"; with a mask floor, "mask_accuracy" (percent).
 
         Returns:
             dict: each requirement that is set -> whether ``record`` meets it.
@@ -261,6 +266,8 @@ class DesignRequirements:
         met = {}
         if self.min_accuracy is not None:
             met["min_accuracy"] = record["accuracy"] >= self.min_accuracy
+        if self.min_mask_accuracy is not None:
+            met["min_mask_accuracy"] = _mask_accuracy(record) >= self.min_mask_accuracy
         for key, ratio in self.budget_ratios(record["params"], record["mult_adds"]).items():
             met[key] = ratio <= 1.0
         if self.max_latency_ms is not None:
@@ -276,6 +283,9 @@ class DesignRequirements:
         total = 0.0
         if self.min_accuracy is not None and self.min_accuracy > 0:
             total += max(0.0, (self.min_accuracy - record["accuracy"]) / self.min_accuracy)
+        if self.min_mask_accuracy is not None and self.min_mask_accuracy > 0:
+            shortfall = self.min_mask_accuracy - _mask_accuracy(record)
+            total += max(0.0, shortfall / self.min_mask_accuracy)
         for ratio in self.budget_ratios(record["params"], record["mult_adds"]).values():
             total += max(0.0, ratio - 1.0)
         if self.max_latency_ms is not None and self.max_latency_ms > 0:
@@ -285,6 +295,14 @@ class DesignRequirements:
     def indicator(self, record: Mapping) -> bool:
         """1_r(N) of Eq. 1: True when every requirement holds."""
         return all(self.check(record).values())
+
+
+def _mask_accuracy(record: Mapping) -> float:
+    # A mask floor on a network without masks (classification) is a mistake, not a miss.
+    value = record.get("mask_accuracy")
+    if value is None:
+        raise ValueError("min_mask_accuracy needs mask AP50: set it for detection with masks only")
+    return value
 
 
 def load_requirements(path: str) -> DesignRequirements:
@@ -298,7 +316,8 @@ def load_requirements(path: str) -> DesignRequirements:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Requirements file {path!r} does not exist. Write a yaml/json file with any of "
-            f"min_accuracy, max_params, max_mult_adds, max_latency_ms, objective (see "
+            f"min_accuracy, min_mask_accuracy, max_params, max_mult_adds, max_latency_ms, "
+            f"objective (see "
             f"projects/DesignExploration/configs/), or give them as flags."
         )
     try:
