@@ -1,9 +1,13 @@
 """tools/train_net.py: training, evaluation, resume, NaN guard, multi-process."""
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -207,6 +211,46 @@ def _two_process_worker(output_dir, voc_root):
         {"iter": trainer.iter, "weights": weights, "buffers": buffers, "threads": threads},
         os.path.join(output_dir, f"rank{comm.get_rank()}.pth"),
     )
+
+
+# Detectron2's launch of two processes that would run for 10 minutes, inside the
+# context that tools/train_net.py launches training in.
+_LAUNCHER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from detectron2.engine import launch
+from atto_detectron.tools.train_net import training_processes_stop_with_this_one
+with training_processes_stop_with_this_one():
+    launch(time.sleep, 2, dist_url="auto", args=(600,))
+"""
+
+
+@pytest.mark.slow
+def test_kill_of_the_launching_process_stops_its_training_processes():
+    psutil = pytest.importorskip("psutil")
+    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, REPO_ROOT])
+    workers = []
+    try:
+        deadline = time.time() + 120
+        while len(workers) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+            workers = [
+                child
+                for child in psutil.Process(launcher.pid).children(recursive=True)
+                if "spawn_main" in " ".join(child.cmdline())
+            ]
+        assert len(workers) == 2, "the launcher did not start its two processes"
+        launcher.send_signal(signal.SIGTERM)  # `kill PID`
+        assert launcher.wait(timeout=60) == 128 + signal.SIGTERM
+        # Left alone, the spawned processes would sleep (train) on for 10 minutes.
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive
+    finally:  # nothing left running, whatever failed
+        if launcher.poll() is None:
+            launcher.kill()
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
 
 
 @pytest.mark.slow

@@ -19,10 +19,14 @@ needs weights (MODEL.WEIGHTS, or --resume for the last checkpoint of OUTPUT_DIR)
 writes into OUTPUT_DIR/eval_<weights> when OUTPUT_DIR holds a training run.
 """
 
+import contextlib
 import logging
+import multiprocessing
 import os
 import re
+import signal
 import sys
+import threading
 import time
 
 from torch.multiprocessing import ProcessRaisedException
@@ -141,16 +145,42 @@ def dist_url_for(args) -> str:
     return args.dist_url
 
 
+@contextlib.contextmanager
+def training_processes_stop_with_this_one():
+    """
+    While it is active, a SIGTERM to this process (``kill PID``) first terminates the
+    training processes it started: Detectron2's launch (torch.multiprocessing's spawn)
+    would leave them training on, orphaned, in the run's OUTPUT_DIR. They stop as after a
+    kill; ``--resume`` goes on from the last checkpoint. (Ctrl-C reaches them already:
+    the terminal signals the whole process group.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum, frame):
+        for process in multiprocessing.active_children():
+            process.terminate()
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args):
     """Launches :func:`main` in ``args.num_gpus`` processes per machine."""
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=dist_url_for(args),
-        args=(args,),
-    )
+    with training_processes_stop_with_this_one():
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=dist_url_for(args),
+            args=(args,),
+        )
 
 
 def cli(argv=None):
