@@ -98,7 +98,7 @@ class PeerRecord:
             "params": self.params,
             "mult_adds": self.mult_adds,
             "latency_ms": self.latency_ms,
-            "mask_accuracy": mask_ap50(self.metrics) if self.accuracy is not None else None,
+            "mask_accuracy": mask_ap50(self.metrics),
         }
 
     def to_dict(self) -> Dict:

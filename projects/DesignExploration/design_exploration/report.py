@@ -214,14 +214,18 @@ def _peer_lines(summary: Mapping) -> List[str]:
         return []
     acc = summary["accuracy_name"]
     masks = _shows_masks(summary)
+    header = (
+        f"| peer | config | {acc} | "
+        + ("mask AP50 | " if masks else "")
+        + "params | mult-adds | latency |"
+    )
     lines = [
         "",
         f"Peers (measured once, at the start of the search; {acc} after the prototype's "
         f"schedule and seed, latency as the candidates'):",
         "",
-        f"| peer | config | {acc} | " + ("mask AP50 | " if masks else "") + "params | "
-        "mult-adds | latency |",
-        "|---" * (7 if masks else 6) + "|",
+        header,
+        "|---" * (header.count("|") - 1) + "|",
     ]
     for name, peer in summary["peers"].items():
         mask = f"{format_number(peer.get('mask_accuracy'), digits=2)} | " if masks else ""
