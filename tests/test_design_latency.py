@@ -289,7 +289,9 @@ def test_peers_are_measured_once_and_restored_on_resume(tmp_path):
     assert uninterrupted.resolved_requirements().max_latency_ms == 3.0
     assert uninterrupted.resolved_requirements().min_accuracy == pytest.approx(0.95 * 68.0)
     assert uninterrupted.to_dict()["requirements"]["max_latency_ms"] == {"of": "ShuffleNetV2-FPN"}
-    assert uninterrupted.to_dict()["settings"]["latency"] == dataclasses.asdict(_LATENCY)
+    assert uninterrupted.to_dict()["settings"]["latency"] == dict(
+        dataclasses.asdict(_LATENCY), check_engines=[]
+    )
     for record in uninterrupted.candidates:
         figures = record.figures
         assert set(figures.met) == {"min_accuracy", "max_latency_ms"}
@@ -403,6 +405,130 @@ def test_search_with_a_mask_ap50_floor(tmp_path):
     assert "box AP50 final | mask AP50 final | params |" in markdown
 
 
+# ---------------------------------------------------------------- a budget in two engines
+
+
+def test_latency_budget_per_engine(tmp_path):
+    path = tmp_path / "engines.yaml"
+    path.write_text("max_latency_ms: {pytorch: 650, openvino-int8: 370}\n")
+    req = load_requirements(str(path))
+    assert req.max_latency_ms == {"pytorch": 650.0, "openvino-int8": 370.0}
+    assert DesignRequirements.from_dict(req.to_dict()) == req
+    base = {"accuracy": 50.0, "params": 1, "mult_adds": 1, "latency_ms": 600.0}
+    fast = dict(base, latencies_ms={"pytorch": 600.0, "openvino-int8": 300.0})
+    slow_int8 = dict(base, latencies_ms={"pytorch": 600.0, "openvino-int8": 407.0})
+    assert req.check(fast) == {"max_latency_ms": True} and req.violation(fast) == 0
+    assert req.check(slow_int8) == {"max_latency_ms": False}
+    assert req.violation(slow_int8) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="budget in openvino-int8, where no latency"):
+        req.check(dict(base, latencies_ms={"pytorch": 600.0}))
+    # One number holds in every engine measured.
+    assert not DesignRequirements(max_latency_ms=400).check(slow_int8)["max_latency_ms"]
+    assert DesignRequirements(max_latency_ms=610).check(fast)["max_latency_ms"]
+    # Relative to a peer measured in two engines: its latency in each.
+    peer = PeerRecord(
+        "ShuffleNetV2-FPN",
+        "s.yaml",
+        1,
+        1,
+        660.0,
+        None,
+        latencies_ms={"pytorch": 660.0, "openvino-int8": 370.0},
+    )
+    relative = DesignRequirements(max_latency_ms={"of": "ShuffleNetV2-FPN", "times": 0.5})
+    resolved = relative.resolved({"ShuffleNetV2-FPN": peer.figures()})
+    assert resolved.max_latency_ms == {"pytorch": 330.0, "openvino-int8": 185.0}
+    for text, message in (
+        (
+            "max_latency_ms: {tensorrt: 5}",
+            r"max_latency_ms: a budget per engine maps engines \(pytorch",
+        ),
+        ("max_latency_ms: {pytorch: fast}", r"max_latency_ms in pytorch: expected a number"),
+        ("max_params: {pytorch: 5}", r"max_params: .*\{of: NAME\}"),
+    ):
+        path.write_text(text + "\n")
+        with pytest.raises(ValueError, match=str(path) + ": " + message):
+            load_requirements(str(path))
+
+
+class _TwoEngineEvaluator(_PeerEvaluator):
+    """
+    _PeerEvaluator whose made-up latencies differ per engine: "pytorch" grows with the
+    parameters, "openvino-int8" with the stage widths' order (another ranking).
+    """
+
+    @staticmethod
+    def _latencies(settings, params, key):
+        made_up = {"pytorch": params / 20_000, "openvino-int8": 1.0 + (zlib.crc32(key) % 100) / 50}
+        return {engine: made_up[engine] for engine in settings.engines}
+
+    def measure_peer(self, name, seed, accuracy, latency):
+        record = super().measure_peer(name, seed, accuracy, latency)
+        if latency is not None:
+            record.latencies_ms = {"pytorch": 3.0, "openvino-int8": 2.0}
+            record.latency_ms = record.latencies_ms[latency.engine]
+        return record
+
+    def evaluate(
+        self, spec, spec_path, schedule, seed, initialize=None, measure_latency=False, neck=None
+    ):
+        result = super().evaluate(
+            spec, spec_path, schedule, seed, initialize, measure_latency, neck
+        )
+        if measure_latency:
+            key = repr(spec.stages).encode()
+            result.latencies_ms = self._latencies(measure_latency, result.params, key)
+            result.latency_ms = result.latencies_ms[measure_latency.engine]
+        return result
+
+
+def test_search_with_a_latency_budget_in_two_engines(tmp_path):
+    latency = LatencySettings(engine="pytorch", check_engines=["openvino-int8"], runs=2)
+    assert latency.check_engines == ("openvino-int8",)  # as a saved state reads back
+    assert latency.engines == ("pytorch", "openvino-int8")
+    evaluator = _TwoEngineEvaluator()
+    state = _peer_explorer(str(tmp_path), evaluator, latency=latency).run(
+        SearchBudget(candidates=7), progress=False
+    )
+    assert state.peers["ShuffleNetV2-FPN"].latencies_ms == {"pytorch": 3.0, "openvino-int8": 2.0}
+    budget = state.resolved_requirements().max_latency_ms
+    assert budget == {"pytorch": 3.0, "openvino-int8": 2.0}
+    verdicts = []
+    for record in state.candidates:
+        figures = record.figures
+        assert set(figures.latencies_ms) == {"pytorch", "openvino-int8"}
+        assert figures.latency_ms == figures.latencies_ms["pytorch"]  # the objective's
+        assert figures.score == pytest.approx(
+            latency_score(figures.accuracy, figures.params, figures.latencies_ms["pytorch"])
+        )
+        in_each = [figures.latencies_ms[e] <= budget[e] for e in budget]
+        assert figures.met["max_latency_ms"] == all(in_each)
+        verdicts.append(tuple(in_each))
+    # Some candidate is fast enough in PyTorch and too slow in OpenVINO INT8: the second
+    # engine decided its verdict.
+    assert (True, False) in verdicts
+    # The prototype is too slow in OpenVINO INT8: a member that meets the requirements is
+    # kept whatever its score against the prototype's.
+    summary = family_summary(state)
+    assert not state.prototype_record.figures.feasible
+    assert summary["family"] and summary["kept"] == [row["name"] for row in summary["family"]]
+    markdown = format_family_table(summary)
+    assert "latency <= 3 ms in pytorch, 2 ms in openvino-int8 (ShuffleNetV2-FPN)" in markdown
+    assert "| params | mult-adds | latency pytorch | latency openvino-int8 |" in markdown
+    assert "| 3.00 ms | 2.00 ms |" in markdown  # the peer's row
+    assert "none is faster in pytorch and more accurate" in markdown
+    write_report(state, str(tmp_path))  # the plot takes the objective engine's budget
+    # A budget in an engine the search does not measure is refused before any work.
+    with pytest.raises(ValueError, match="budget in openvino, but latency is measured in pytorch"):
+        DesignExplorer(
+            evaluator,
+            get_prototype("uniform", base_width=8),
+            DesignRequirements(max_latency_ms={"openvino": 5.0}),
+            str(tmp_path / "other"),
+            ExplorerSettings(latency=LatencySettings()),
+        )
+
+
 def test_engines_and_peers_the_evaluator_lacks_are_refused(tmp_path):
     class _Classification(_PeerEvaluator):
         task = "classification"
@@ -418,6 +544,15 @@ def test_engines_and_peers_the_evaluator_lacks_are_refused(tmp_path):
         _peer_explorer(output, _Classification(), latency=LatencySettings())
     with pytest.raises(ValueError, match="latency engine must be one of"):
         LatencySettings(engine="tensorrt")
+    with pytest.raises(ValueError, match="latency engine must be one of"):
+        LatencySettings(check_engines=("tensorrt",))
+    with pytest.raises(ValueError, match="latency engines must differ"):
+        LatencySettings(engine="openvino", check_engines=("openvino",))
+    # Classification measures in PyTorch alone.
+    with pytest.raises(ValueError, match="measures latency in pytorch; got .*'openvino-int8'"):
+        _peer_explorer(
+            output, _Classification(), latency=LatencySettings(check_engines=("openvino-int8",))
+        )
     with pytest.raises(ValueError, match="runs"):
         LatencySettings(runs=0)
 
@@ -467,12 +602,14 @@ def test_detector_latency_in_pytorch_and_openvino():
     evaluator = DetectionEvaluator(DetectionSearchConfig(SYNTH_CONFIG, opts=opts))
     spec = uniform_prototype(8)
     threads = torch.get_num_threads()
-    for engine in ("pytorch", "openvino"):
-        settings = LatencySettings(engine=engine, runs=2, warmup=1, threads=1)
-        latency = evaluator._spec_latency_ms(spec, settings)
-        assert 0 < latency < 60_000, engine
-        assert evaluator._spec_latency_ms(spec, settings) == latency  # measured once
-        assert torch.get_num_threads() == threads
+    settings = LatencySettings(
+        engine="pytorch", check_engines=("openvino",), runs=2, warmup=1, threads=1
+    )
+    latencies = evaluator._spec_latencies_ms(spec, settings)
+    assert list(latencies) == ["pytorch", "openvino"]
+    assert all(0 < ms < 60_000 for ms in latencies.values()), latencies
+    assert evaluator._spec_latencies_ms(spec, settings) == latencies  # measured once
+    assert torch.get_num_threads() == threads
 
 
 @pytest.mark.slow

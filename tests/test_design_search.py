@@ -170,6 +170,7 @@ def _comparable(state: SearchState, latency: bool = True):
         record.pop("seconds")
         if latency:
             assert record.pop("latency_ms") > 0
+            assert list(record.pop("latencies_ms")) == ["pytorch"]
     return state
 
 
@@ -350,6 +351,7 @@ def test_state_round_trips_through_its_json_file(tmp_path):
         "violation",
         "feasible",
         "metrics",
+        "latencies_ms",
     ]
     assert [list(c) for c in data["candidates"]] == [
         [

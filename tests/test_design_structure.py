@@ -317,7 +317,9 @@ def test_latency_is_measured_at_the_named_operating_point(monkeypatch):
 
     measured = []
     monkeypatch.setattr(
-        latency, "detector_latency_ms", lambda cfg, settings: measured.append(cfg) or 1.0
+        latency,
+        "detector_latency_ms",
+        lambda cfg, settings: measured.append((cfg, settings)) or 1.0,
     )
     evaluator = DetectionEvaluator(DetectionSearchConfig(SYNTH_CONFIG))
     args = cli.get_parser().parse_args(
@@ -328,13 +330,24 @@ def test_latency_is_measured_at_the_named_operating_point(monkeypatch):
             "detection",
             "--latency-at",
             os.path.join(CONFIGS, "atto_maskrcnn_voc.yaml"),
+            "--latency-engine",
+            "openvino-int8",
+            "pytorch",
         ]
     )
-    settings = LatencySettings(**cli.latency_operating_point(args))
+    settings = cli.latency_settings(args)
     assert (settings.min_size_test, settings.proposals, settings.detections) == (800, 1000, 100)
-    evaluator.latency_ms(evaluator.base_cfg, settings)
+    # The first engine is the objective's; the budget holds in both.
+    assert (settings.engine, settings.check_engines) == ("openvino-int8", ("pytorch",))
+    assert evaluator.latencies_ms(evaluator.base_cfg, settings) == {
+        "openvino-int8": 1.0,
+        "pytorch": 1.0,
+    }
+    assert [s.engine for _, s in measured] == ["openvino-int8", "pytorch"]
+    measured.clear()
+    evaluator.latency_ms(evaluator.base_cfg, settings.in_engine("pytorch"))
     evaluator.latency_ms(evaluator.base_cfg, LatencySettings())
-    at_voc, at_config = measured
+    (at_voc, _), (at_config, _) = measured
     assert at_voc.INPUT.MIN_SIZE_TEST == 800 and at_voc.MODEL.RPN.POST_NMS_TOPK_TEST == 1000
     assert at_voc.INPUT.MAX_SIZE_TEST == settings.max_size_test
     assert at_config.INPUT.MIN_SIZE_TEST == 256  # the search config's own

@@ -21,7 +21,8 @@ each inheriting its parent's weights and fine-tuned briefly, ranked by NetScore 
 requirements (accuracy floor, parameter / mult-add / latency budgets, as numbers or
 relative to peers such as {of: ShuffleNetV2-FPN}, which are measured once at the start).
 Latency is the median single-image inference time of the whole model on this machine,
-in --latency-engine (detection: the config's test size and proposals/detections). The best
+in --latency-engine (detection: the config's test size and proposals/detections; with
+several engines, the objective takes the first's and a latency budget holds in each). The best
 candidate of each generator that improves on all before it joins the family; the family
 is retrained from scratch on the prototype's schedule, and members whose retrained
 figures miss a requirement or the prototype's NetScore are reported as not kept.
@@ -108,7 +109,9 @@ def get_parser():
     req.add_argument("--max-params", help="e.g. 250000 or 250K")
     req.add_argument("--max-mult-adds", help="at the task's input size, e.g. 1.2M")
     req.add_argument(
-        "--max-latency-ms", type=float, help="median, one image, this machine, --latency-engine"
+        "--max-latency-ms",
+        type=float,
+        help="median, one image, this machine, in each --latency-engine",
     )
     req.add_argument(
         "--objective",
@@ -122,10 +125,12 @@ def get_parser():
     lat.add_argument(
         "--latency-engine",
         choices=LATENCY_ENGINES,
-        default=lat_defaults.engine,
+        nargs="+",
+        default=[lat_defaults.engine],
         help="detection: pytorch (eager), openvino (the plugin's ONNX export on OpenVINO's "
         "CPU plugin) or openvino-int8 (that export quantized by NNCF); classification: "
-        "pytorch",
+        "pytorch. With several, the first is the objective's and a latency budget holds in "
+        "each",
     )
     lat.add_argument(
         "--latency-runs", type=int, default=lat_defaults.runs, help="timed runs (median)"
@@ -293,13 +298,7 @@ def main(argv=None):
         generator=dataclasses.replace(
             GeneratorSettings(), depth_change=args.depth_change, search_neck=args.search_neck
         ),
-        latency=LatencySettings(
-            engine=args.latency_engine,
-            runs=args.latency_runs,
-            warmup=args.latency_warmup,
-            threads=args.latency_threads,
-            **latency_operating_point(args),
-        ),
+        latency=latency_settings(args),
     )
     explorer = DesignExplorer(
         build_evaluator(args), prototype, requirements, output, settings, resume=args.resume
@@ -311,6 +310,18 @@ def main(argv=None):
     print(f"Report: {paths['markdown']}, {paths['json']}, {paths['plot']}")
     print(f"Spec files: {os.path.join(output, 'family')}/*.yaml")
     return state
+
+
+def latency_settings(args) -> LatencySettings:
+    """How the latency flags ask latencies to be measured (the first engine ranks)."""
+    return LatencySettings(
+        engine=args.latency_engine[0],
+        check_engines=tuple(args.latency_engine[1:]),
+        runs=args.latency_runs,
+        warmup=args.latency_warmup,
+        threads=args.latency_threads,
+        **latency_operating_point(args),
+    )
 
 
 def latency_operating_point(args) -> dict:

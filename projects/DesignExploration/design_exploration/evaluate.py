@@ -80,7 +80,12 @@ def _latency_settings(measure_latency: LatencyRequest) -> Optional[LatencySettin
 
 @dataclass
 class CandidateResult:
-    """What one evaluation measured; ``state_dict`` holds the trained weights (on CPU)."""
+    """
+    What one evaluation measured; ``state_dict`` holds the trained weights (on CPU).
+    ``latency_ms`` is the latency in the settings' ``engine``, ``latencies_ms`` maps each
+    engine measured (:attr:`~design_exploration.settings.LatencySettings.engines`) to its
+    latency (empty without latencies).
+    """
 
     accuracy: float
     params: int
@@ -88,6 +93,7 @@ class CandidateResult:
     latency_ms: Optional[float]
     metrics: Dict
     state_dict: Dict[str, torch.Tensor] = field(repr=False)
+    latencies_ms: Dict[str, float] = field(default_factory=dict)
 
 
 class CandidateEvaluator:
@@ -319,10 +325,10 @@ class ClassificationEvaluator(CandidateEvaluator):
         latency = None
         latency_settings = _latency_settings(measure_latency)
         if latency_settings is not None:
-            if latency_settings.engine != "pytorch":
+            if latency_settings.engines != ("pytorch",):
                 raise ValueError(
-                    f"classification measures latency in PyTorch only; got engine "
-                    f"{latency_settings.engine!r}"
+                    f"classification measures latency in PyTorch only; got engines "
+                    f"{list(latency_settings.engines)}"
                 )
             with torch_threads(latency_settings.threads):
                 latency = measure_latency_ms(
@@ -338,6 +344,7 @@ class ClassificationEvaluator(CandidateEvaluator):
             latency_ms=latency,
             metrics=dict(metrics),
             state_dict=_cpu_state(model),
+            latencies_ms={} if latency is None else {"pytorch": latency},
         )
 
 
@@ -564,17 +571,26 @@ class DetectionEvaluator(CandidateEvaluator):
             cfg.freeze()
         return detector_latency_ms(cfg, settings)
 
-    def _spec_latency_ms(
+    def latencies_ms(self, cfg, settings: LatencySettings) -> Dict[str, float]:
+        """Each of the settings' engines -> :meth:`latency_ms` of ``cfg`` in it."""
+        return {
+            engine: self.latency_ms(cfg, settings.in_engine(engine)) for engine in settings.engines
+        }
+
+    def _spec_latencies_ms(
         self, spec: AttoNetSpec, settings: LatencySettings, neck: Optional[NeckGenome] = None
-    ) -> float:
-        """The latency of ``spec``'s detector, measured once per process (random weights)."""
+    ) -> Dict[str, float]:
+        """
+        The latencies of ``spec``'s detector in the settings' engines, measured once per
+        process (random weights).
+        """
         key = (repr(spec.stages), repr(spec.stem_channels), repr(settings), repr(neck))
         if key not in self._latency:
             with tempfile.TemporaryDirectory() as tmp:
                 path = save_attonet_spec(spec, os.path.join(tmp, "spec.yaml"))
                 cfg = self.candidate_cfg(path, "scratch", 0, tmp, neck)
-                self._latency[key] = self.latency_ms(cfg, settings)
-        return self._latency[key]
+                self._latency[key] = self.latencies_ms(cfg, settings)
+        return dict(self._latency[key])
 
     def measure_peer(self, name, seed, accuracy, latency):
         from atto_detectron.analysis.detection import detection_complexity
@@ -583,7 +599,7 @@ class DetectionEvaluator(CandidateEvaluator):
         with tempfile.TemporaryDirectory(prefix="design_peer_") as tmp:
             cfg = self.peer_cfg(name, seed, os.path.join(tmp, "train"))
             measured = detection_complexity(cfg, self.input_size)
-            latency_ms = None if latency is None else self.latency_ms(cfg, latency)
+            latencies = {} if latency is None else self.latencies_ms(cfg, latency)
             ap50, metrics = None, {}
             if accuracy:
                 ap50, metrics, _ = self._train_and_test(cfg, initialize=None)
@@ -592,10 +608,11 @@ class DetectionEvaluator(CandidateEvaluator):
             config_file=self.peer_config_file(name),
             params=int(measured["params"]["total"]),
             mult_adds=int(measured["mult_adds"]["total"]),
-            latency_ms=latency_ms,
+            latency_ms=latencies[latency.engine] if latencies else None,
             accuracy=ap50,
             metrics=json.loads(json.dumps(metrics, default=float)),
             seconds=time.perf_counter() - start,
+            latencies_ms=latencies,
         )
 
     def _train_and_test(self, cfg, initialize: Optional[Initializer]):
@@ -639,14 +656,15 @@ class DetectionEvaluator(CandidateEvaluator):
         cfg = self.candidate_cfg(spec_path, schedule, seed, output_dir, neck)
         accuracy, results, state = self._train_and_test(cfg, initialize)
         latency_settings = _latency_settings(measure_latency)
-        latency = None
+        latencies = {}
         if latency_settings is not None:
-            latency = self._spec_latency_ms(spec, latency_settings, neck)
+            latencies = self._spec_latencies_ms(spec, latency_settings, neck)
         return CandidateResult(
             accuracy=accuracy,
             params=params,
             mult_adds=mult_adds,
-            latency_ms=latency,
+            latency_ms=latencies[latency_settings.engine] if latencies else None,
             metrics=results,
             state_dict=state,
+            latencies_ms=latencies,
         )

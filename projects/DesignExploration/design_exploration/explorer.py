@@ -63,7 +63,7 @@ import logging
 import math
 import os
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -128,12 +128,20 @@ class DesignExplorer:
                 state is not valid; when the evaluator cannot measure latency in the
                 settings' engine, or has no peer that the requirements name.
         """
-        engine = (settings or ExplorerSettings()).latency.engine
-        if engine not in evaluator.latency_engines:
-            raise ValueError(
-                f"--task {evaluator.task} measures latency in "
-                f"{', '.join(evaluator.latency_engines)}; got the latency engine {engine!r}"
-            )
+        engines = (settings or ExplorerSettings()).latency.engines
+        for engine in engines:
+            if engine not in evaluator.latency_engines:
+                raise ValueError(
+                    f"--task {evaluator.task} measures latency in "
+                    f"{', '.join(evaluator.latency_engines)}; got the latency engine {engine!r}"
+                )
+        if isinstance(requirements.max_latency_ms, Mapping):
+            unmeasured = sorted(set(requirements.max_latency_ms) - set(engines))
+            if unmeasured:
+                raise ValueError(
+                    f"max_latency_ms has a budget in {', '.join(unmeasured)}, but latency is "
+                    f"measured in {', '.join(engines)}: add the engine to --latency-engine"
+                )
         for reference in requirements.peer_references().values():
             evaluator.peer_config_file(reference.of)  # fails early, naming the known peers
         self.evaluator = evaluator

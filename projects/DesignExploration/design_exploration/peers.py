@@ -74,12 +74,13 @@ class PeerRecord:
         name: the peer's name (a key of :data:`PEER_CONFIGS`).
         config_file: its Detectron2 config.
         params, mult_adds: of the whole detector, at the task's input size.
-        latency_ms: as the candidates' latencies are measured; None when the search
-            measures no latencies.
+        latency_ms: as the candidates' latencies are measured (in the settings' engine);
+            None when the search measures no latencies.
         accuracy: box AP50 after the prototype's schedule, seed and data order; None when
             no requirement needs it (its mask AP50 is read from ``metrics``).
         metrics: the evaluator's full results of that training (empty without it).
         seconds: the time its measurement took.
+        latencies_ms: each engine latency is measured in -> its latency.
     """
 
     name: str
@@ -90,6 +91,7 @@ class PeerRecord:
     accuracy: Optional[float]
     metrics: Dict = field(default_factory=dict)
     seconds: float = 0.0
+    latencies_ms: Dict[str, float] = field(default_factory=dict)
 
     def figures(self) -> Dict[str, Optional[float]]:
         """The figures that requirements can be relative to."""
@@ -98,6 +100,7 @@ class PeerRecord:
             "params": self.params,
             "mult_adds": self.mult_adds,
             "latency_ms": self.latency_ms,
+            "latencies_ms": dict(self.latencies_ms),
             "mask_accuracy": mask_ap50(self.metrics),
         }
 
@@ -106,4 +109,5 @@ class PeerRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "PeerRecord":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        # latencies_ms is absent from states of searches measuring one engine before it.
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

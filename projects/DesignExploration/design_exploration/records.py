@@ -56,7 +56,8 @@ class Figures:
     Attributes:
         accuracy: percent on the validation set (top-1, or box AP50).
         params, mult_adds: of the whole model, at the task's input size.
-        latency_ms: median single-image forward time; None when no budget needs it.
+        latency_ms: median single-image inference time in the latency settings' engine
+            (the objective's); None when no budget needs it.
         netscore: NetScore (alpha 2, beta = gamma = 0.5); None at 0% accuracy.
         score: the requirements' objective (:func:`~design_exploration.objective.
             objective_score`; NetScore unless they chose another): what ranks candidates.
@@ -65,6 +66,8 @@ class Figures:
         feasible: whether every requirement holds (the indicator function).
         metrics: the evaluator's full results (e.g. Detectron2's "bbox" dict); mask AP50
             is read from them (:attr:`mask_accuracy`).
+        latencies_ms: each engine latency is measured in -> its latency (empty without
+            latencies); a latency budget holds in each.
     """
 
     accuracy: float
@@ -77,6 +80,7 @@ class Figures:
     violation: float
     feasible: bool
     metrics: Dict = field(default_factory=dict)
+    latencies_ms: Dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def measure(cls, result: CandidateResult, requirements: DesignRequirements) -> "Figures":
@@ -89,6 +93,7 @@ class Figures:
             "params": int(result.params),
             "mult_adds": int(result.mult_adds),
             "latency_ms": result.latency_ms,
+            "latencies_ms": dict(result.latencies_ms),
         }
         # Mask AP50 is judged too; the figures keep it in the metrics (mask_accuracy).
         judged = dict(measured, mask_accuracy=mask_ap50(result.metrics))
@@ -122,7 +127,8 @@ class Figures:
     @classmethod
     def from_dict(cls, data: Mapping) -> "Figures":
         """Reads the figures' keys of ``data`` (a record's flat JSON form)."""
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        # latencies_ms is absent from states of searches measuring one engine before it.
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass

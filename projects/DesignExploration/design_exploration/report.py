@@ -76,6 +76,7 @@ def _figures(figures: Figures) -> Dict:
         "params": figures.params,
         "mult_adds": figures.mult_adds,
         "latency_ms": figures.latency_ms,
+        "latencies_ms": figures.latencies_ms,
         "netscore": figures.netscore,
         "score": figures.score,
         "met": figures.met,
@@ -109,9 +110,15 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         # The verdict is on the final figures: retrained from scratch, a member can miss
         # a floor it met after fine-tuning in the search.
         figures = (final or record).figures
+        # A prototype that misses the requirements sets no score to beat (as in the
+        # family's derivation).
         beats_prototype = bool(
             figures.score is not None
-            and (prototype.figures.score is None or figures.score > prototype.figures.score)
+            and (
+                not prototype.figures.feasible
+                or prototype.figures.score is None
+                or figures.score > prototype.figures.score
+            )
         )
         rows.append(
             {
@@ -149,6 +156,7 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         "accuracy_name": state.accuracy_name,
         "input_size": list(state.input_size),
         "objective": state.requirements.objective,
+        "latency_engines": list(state.settings.latency.engines),
         # Numbers (peers' figures in place of references, once the peers are measured).
         "requirements": requirements.to_dict(),
         "requirements_given": state.requirements.to_dict(),
@@ -195,17 +203,44 @@ def _requirements_text(
     texts = []
     for key, (template, kind) in _REQUIREMENT_LABELS.items():
         value = requirements.get(key)
-        if isinstance(value, Mapping):  # a peer not measured yet
+        if isinstance(value, Mapping) and "of" in value:  # a peer not measured yet
             texts.append(f"{key} of {value['of']}")
+        elif isinstance(value, Mapping):  # a latency budget per engine
+            budgets = ", ".join(f"{ms:g} ms in {engine}" for engine, ms in value.items())
+            text = f"latency <= {budgets}"
+            reference = (given or {}).get(key)
+            if isinstance(reference, Mapping) and "of" in reference:
+                times = reference.get("times", 1.0)
+                text += f" ({'' if times == 1.0 else f'{times:g} x '}{reference['of']})"
+            texts.append(text)
         elif value is not None:
             shown = _count(value) if kind == "count" else value
             text = template.format(acc=accuracy_name, value=shown)
             reference = (given or {}).get(key)
-            if isinstance(reference, Mapping):
+            if isinstance(reference, Mapping) and "of" in reference:
                 times = reference.get("times", 1.0)
                 text += f" ({'' if times == 1.0 else f'{times:g} x '}{reference['of']})"
             texts.append(text)
     return texts
+
+
+def _latency_engines(summary: Mapping) -> List[str]:
+    """The engines whose latencies get a column each: none where one latency column does."""
+    engines = summary.get("latency_engines") or []
+    return engines if len(engines) > 1 else []
+
+
+def _latency_header(summary: Mapping) -> str:
+    engines = _latency_engines(summary)
+    return " | ".join(f"latency {e}" for e in engines) if engines else "latency"
+
+
+def _latency_cells(figures: Mapping, engines: Sequence[str], digits: int = 2) -> List[str]:
+    """The latency in each of ``engines``, or the one latency without them."""
+    if not engines:
+        return [format_number(figures["latency_ms"], digits=digits, unit=" ms")]
+    by_engine = figures.get("latencies_ms") or {}
+    return [format_number(by_engine.get(e), digits=digits, unit=" ms") for e in engines]
 
 
 def _peer_lines(summary: Mapping) -> List[str]:
@@ -217,7 +252,7 @@ def _peer_lines(summary: Mapping) -> List[str]:
     header = (
         f"| peer | config | {acc} | "
         + ("mask AP50 | " if masks else "")
-        + "params | mult-adds | latency |"
+        + f"params | mult-adds | {_latency_header(summary)} |"
     )
     lines = [
         "",
@@ -232,7 +267,7 @@ def _peer_lines(summary: Mapping) -> List[str]:
         lines.append(
             f"| {name} | {peer['config_file']} | {format_number(peer['accuracy'], digits=2)} | "
             f"{mask}{_count(peer['params'])} | {_count(peer['mult_adds'])} | "
-            f"{format_number(peer['latency_ms'], digits=2, unit=' ms')} |"
+            f"{' | '.join(_latency_cells(peer, _latency_engines(summary)))} |"
         )
     return lines
 
@@ -248,11 +283,17 @@ def _met_text(figures: Mapping) -> str:
     return ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in figures["met"].items())
 
 
-def _figure_cells(search: Mapping, final: Mapping, score: bool = False, masks: bool = False) -> str:
+def _figure_cells(
+    search: Mapping,
+    final: Mapping,
+    score: bool = False,
+    masks: bool = False,
+    engines: Sequence[str] = (),
+) -> str:
     """
     The table's cells from accuracy in search to the final requirements (with the
     objective's score after NetScore when ``score``, the final mask AP50 after the final
-    accuracy when ``masks``).
+    accuracy when ``masks``, a latency per engine of ``engines`` where given).
     """
     cells = [
         format_number(search["accuracy"], digits=2),
@@ -263,7 +304,7 @@ def _figure_cells(search: Mapping, final: Mapping, score: bool = False, masks: b
     cells += [
         _count(final["params"]),
         _count(final["mult_adds"]),
-        format_number(final["latency_ms"], digits=2, unit=" ms"),
+        *_latency_cells(final, engines),
         format_number(final["netscore"], digits=2),
     ]
     if score:
@@ -282,10 +323,11 @@ def format_family_table(summary: Mapping) -> str:
         summary["requirements"], acc, summary.get("requirements_given")
     ) or ["none"]
     masks = _shows_masks(summary)
+    engines = _latency_engines(summary)
     header = (
         f"| network | from | stem / stage widths x depths | {acc} in search | {acc} final | "
         + ("mask AP50 final | " if masks else "")
-        + "params | mult-adds | latency | NetScore final | "
+        + f"params | mult-adds | {_latency_header(summary)} | NetScore final | "
         + (f"{score_name} final | " if extra else "")
         + "requirements (final) | kept |"
     )
@@ -302,13 +344,13 @@ def format_family_table(summary: Mapping) -> str:
     p = summary["prototype"]
     lines.append(
         f"| {p['name']} (prototype) | human | {p['widths']} | "
-        f"{_figure_cells(p, p, extra, masks)} | - |"
+        f"{_figure_cells(p, p, extra, masks, engines)} | - |"
     )
     for row in summary["family"]:
         final = row["final"] or row["search"]
         lines.append(
             f"| {row['name']} | G{row['generator']}, candidate {row['candidate']} | "
-            f"{row['widths']} | {_figure_cells(row['search'], final, extra, masks)} | "
+            f"{row['widths']} | {_figure_cells(row['search'], final, extra, masks, engines)} | "
             f"{'yes' if row['kept'] else 'NO'} |"
         )
     if not summary["family"]:
@@ -327,7 +369,9 @@ def format_family_table(summary: Mapping) -> str:
             else '"final": the search figures (the family was not retrained).'
         )
         + ' "kept": the final figures meet the requirements and beat the prototype\'s '
-        f"{score_name}. Kept: " + (", ".join(summary["kept"]) or "none") + ".",
+        f"{score_name} (where the prototype meets them). Kept: "
+        + (", ".join(summary["kept"]) or "none")
+        + ".",
         "",
         f"| generator | candidates | meeting the requirements | best {score_name} | "
         "in the sequence |",
@@ -341,17 +385,21 @@ def format_family_table(summary: Mapping) -> str:
         )
     front = latency_front(summary["candidates"])
     if front:
+        engine = f" in {engines[0]}" if engines else ""
+        front_header = (
+            f"| candidate | {_latency_header(summary)} | {acc} | stem / stage widths x depths |"
+        )
         lines += [
             "",
-            "Latency-accuracy front of the candidates (search figures; none is faster and "
-            "more accurate):",
+            f"Latency-accuracy front of the candidates (search figures; none is faster{engine} "
+            "and more accurate):",
             "",
-            f"| candidate | latency | {acc} | stem / stage widths x depths |",
-            "|---|---|---|---|",
+            front_header,
+            "|---" * (front_header.count("|") - 1) + "|",
         ]
         for point in front:
             lines.append(
-                f"| {point['id']} | {format_number(point['latency_ms'], digits=1, unit=' ms')} | "
+                f"| {point['id']} | {' | '.join(_latency_cells(point, engines, digits=1))} | "
                 f"{format_number(point['accuracy'], digits=2)} | {point.get('widths', MISSING)} |"
             )
     lines += ["", f"Search time: {format_number(summary['search_seconds'], 60, 1, ' min')}.", ""]
@@ -371,15 +419,21 @@ def plot_family(summary: Mapping, path: str) -> str:
     import matplotlib.pyplot as plt
 
     acc = summary["accuracy_name"]
-    # Numbers only (a requirement of a peer that is not measured yet has no line).
-    requirements = {k: v for k, v in summary["requirements"].items() if isinstance(v, (int, float))}
+    # Numbers only (a requirement of a peer that is not measured yet has no line); of a
+    # latency budget per engine, the objective's engine's, whose latencies are plotted.
+    requirements = dict(summary["requirements"])
+    engines = summary.get("latency_engines") or []
+    if isinstance(requirements.get("max_latency_ms"), Mapping) and engines:
+        requirements["max_latency_ms"] = requirements["max_latency_ms"].get(engines[0])
+    requirements = {k: v for k, v in requirements.items() if isinstance(v, (int, float))}
     score_name = _OBJECTIVE_LABELS[summary.get("objective", "netscore")][0]
     candidates = summary["candidates"][1:]
     prototype = summary["prototype"]
     panels = [("mult_adds", "max_mult_adds", "mult-adds"), ("params", "max_params", "parameters")]
     timed = any(c.get("latency_ms") is not None for c in summary["candidates"])
     if timed:
-        panels.append(("latency_ms", "max_latency_ms", "latency (ms)"))
+        in_engine = f" in {engines[0]}" if len(engines) > 1 else ""
+        panels.append(("latency_ms", "max_latency_ms", f"latency{in_engine} (ms)"))
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.4 * (len(panels) + 1), 4.8))
     for ax, (key, budget, label) in zip(axes, panels):
         ok = [c for c in candidates if c["feasible"]]

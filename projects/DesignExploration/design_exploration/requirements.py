@@ -9,7 +9,8 @@ requirement::
     max_params: 250K         # parameters of the whole model
     max_mult_adds: 1.2M      # mult-adds of one forward pass at the task's input size
     max_latency_ms: 5.0      # median inference time of one image, measured on this machine
-                             # (see design_exploration.latency)
+                             # in every latency engine (see design_exploration.latency);
+                             # or per engine: {pytorch: 650, openvino-int8: 370}
     objective: netscore      # what ranks the candidates that meet them: netscore or latency
                              # (see design_exploration.objective)
 
@@ -21,6 +22,10 @@ Any requirement can instead be relative to a peer model (detection only)::
     min_accuracy: {of: MobileNetV2-FPN}                 # at least its box AP50
     min_mask_accuracy: {of: MobileNetV2-FPN}            # and its mask AP50
     max_params: {of: MobileNetV2-FPN, times: 0.5}       # at most half its parameters
+
+A latency requirement relative to a peer holds in each engine the search measures
+latency in (``--latency-engine pytorch openvino-int8``): at most the peer's latency in
+that engine.
 
 A peer is a Mask R-CNN of the plugin with another backbone (:data:`PEER_NAMES`; see
 :mod:`~design_exploration.peers`). The search measures each peer that the requirements
@@ -40,6 +45,7 @@ import yaml
 
 from .objective import OBJECTIVES
 from .peers import PEER_NAMES
+from .settings import LATENCY_ENGINES
 
 __all__ = ["PeerReference", "DesignRequirements", "load_requirements", "parse_count"]
 
@@ -127,7 +133,8 @@ class DesignRequirements:
         min_mask_accuracy: the floor of mask AP50, in percent (detection with masks).
         max_params: parameter budget.
         max_mult_adds: mult-add budget at the task's input size.
-        max_latency_ms: latency budget, median of single-image inferences here.
+        max_latency_ms: latency budget, median of single-image inferences here: one
+            number for every engine latency is measured in, or engine -> budget.
         objective: "netscore" or "latency": what ranks the candidates (see
             :mod:`~design_exploration.objective`).
     """
@@ -136,7 +143,7 @@ class DesignRequirements:
     min_mask_accuracy: Union[None, float, PeerReference] = None
     max_params: Union[None, float, PeerReference] = None
     max_mult_adds: Union[None, float, PeerReference] = None
-    max_latency_ms: Union[None, float, PeerReference] = None
+    max_latency_ms: Union[None, float, PeerReference, Dict[str, float]] = None
     objective: str = "netscore"
 
     def __post_init__(self):
@@ -144,7 +151,9 @@ class DesignRequirements:
             raise ValueError(f"objective must be one of {OBJECTIVES}; got {self.objective!r}")
         for name in PEER_FIGURES:
             value = getattr(self, name)
-            if isinstance(value, Mapping):
+            if name == "max_latency_ms" and isinstance(value, Mapping) and "of" not in value:
+                value = _engine_budgets(value, name)
+            elif isinstance(value, Mapping):
                 value = PeerReference.parse(value, name)
             elif value is not None and not isinstance(value, PeerReference):
                 value = parse_count(value, name)
@@ -216,24 +225,30 @@ class DesignRequirements:
     def resolved(self, peers: Mapping[str, Mapping]) -> "DesignRequirements":
         """
         These requirements with each peer reference replaced by ``times`` x the peer's
-        figure.
+        figure; a latency budget by engine -> ``times`` x the peer's latency in it where
+        the peer's latency is measured in more than one engine.
 
         Args:
             peers: peer name -> its figures ("accuracy", "params", "mult_adds",
-                "latency_ms"), e.g. the search state's peer records' ``figures()``.
+                "latency_ms", "latencies_ms"), e.g. the search state's peer records'
+                ``figures()``.
 
         Raises:
             ValueError: when a named peer or the figure it needs is missing.
         """
         values = {}
         for name, reference in self.peer_references().items():
-            figure = peers.get(reference.of, {}).get(PEER_FIGURES[name])
+            figures = peers.get(reference.of, {})
+            figure = figures.get(PEER_FIGURES[name])
             if figure is None:
                 raise ValueError(
                     f"{name} is relative to {reference.of}, whose "
                     f"{PEER_FIGURES[name]} is not measured yet"
                 )
             values[name] = reference.times * float(figure)
+            by_engine = figures.get("latencies_ms") or {}
+            if name == "max_latency_ms" and len(by_engine) > 1:
+                values[name] = {e: reference.times * float(ms) for e, ms in by_engine.items()}
         return replace(self, **values)
 
     def _numbers(self) -> None:
@@ -253,11 +268,39 @@ class DesignRequirements:
             ratios["max_mult_adds"] = mult_adds / max(self.max_mult_adds, 1e-12)
         return ratios
 
+    def latency_ratios(self, record: Mapping) -> Dict[str, float]:
+        """
+        Engine -> latency / budget in it (> 1: over budget); empty without a latency
+        budget.
+
+        Args:
+            record: "latencies_ms" (engine -> ms) or, measured in one engine,
+                "latency_ms" (as e.g. a classifier's figures).
+
+        Raises:
+            ValueError: when the budget names an engine the record has no latency in.
+        """
+        self._numbers()
+        budget = self.max_latency_ms
+        if budget is None:
+            return {}
+        measured = dict(record.get("latencies_ms") or {}) or {"": record["latency_ms"]}
+        if not isinstance(budget, Mapping):
+            return {e: ms / max(budget, 1e-12) for e, ms in measured.items()}
+        missing = sorted(set(budget) - set(measured))
+        if missing:
+            raise ValueError(
+                f"max_latency_ms has a budget in {', '.join(missing)}, where no latency is "
+                f"measured: add the engine to --latency-engine"
+            )
+        return {e: measured[e] / max(ms, 1e-12) for e, ms in budget.items()}
+
     def check(self, record: Mapping) -> Dict[str, bool]:
         """
         Args:
             record: "accuracy" (percent), "params", "mult_adds" and, with a latency
-                budget, "latency_ms"; with a mask floor, "mask_accuracy" (percent).
+                budget, "latency_ms" or "latencies_ms" (:meth:`latency_ratios`); with a
+                mask floor, "mask_accuracy" (percent).
 
         Returns:
             dict: each requirement that is set -> whether ``record`` meets it.
@@ -271,7 +314,7 @@ class DesignRequirements:
         for key, ratio in self.budget_ratios(record["params"], record["mult_adds"]).items():
             met[key] = ratio <= 1.0
         if self.max_latency_ms is not None:
-            met["max_latency_ms"] = record["latency_ms"] <= self.max_latency_ms
+            met["max_latency_ms"] = all(r <= 1.0 for r in self.latency_ratios(record).values())
         return met
 
     def violation(self, record: Mapping) -> float:
@@ -288,13 +331,31 @@ class DesignRequirements:
             total += max(0.0, shortfall / self.min_mask_accuracy)
         for ratio in self.budget_ratios(record["params"], record["mult_adds"]).values():
             total += max(0.0, ratio - 1.0)
-        if self.max_latency_ms is not None and self.max_latency_ms > 0:
-            total += max(0.0, record["latency_ms"] / self.max_latency_ms - 1.0)
+        for ratio in self.latency_ratios(record).values():
+            total += max(0.0, ratio - 1.0)
         return total
 
     def indicator(self, record: Mapping) -> bool:
         """1_r(N) of Eq. 1: True when every requirement holds."""
         return all(self.check(record).values())
+
+
+def _engine_budgets(value: Mapping, name: str) -> Dict[str, float]:
+    """A latency budget per engine ``{ENGINE: ms, ...}``, checked."""
+    unknown = sorted(set(value) - set(LATENCY_ENGINES))
+    if unknown or not value:
+        raise ValueError(
+            f"{name}: a budget per engine maps engines ({', '.join(LATENCY_ENGINES)}) to "
+            f"milliseconds, and a requirement relative to a peer is {{of: NAME}}; got "
+            f"{dict(value)!r}"
+        )
+    budgets = {}
+    for engine, ms in value.items():
+        ms = parse_count(ms, f"{name} in {engine}")
+        if not (math.isfinite(ms) and ms >= 0):
+            raise ValueError(f"{name} in {engine} must be a finite number >= 0; got {ms}")
+        budgets[engine] = ms
+    return budgets
 
 
 def _mask_accuracy(record: Mapping) -> float:

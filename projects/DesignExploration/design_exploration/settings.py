@@ -1,8 +1,8 @@
 """The explorer's settings (latency measurement included) and its search budget."""
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional
+from dataclasses import asdict, dataclass, field, replace
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -64,6 +64,10 @@ class LatencySettings:
     :data:`LATENCY_ENGINES`; classification measures in "pytorch" only). Part of the
     search's settings, so a resumed search measures as the killed one did.
 
+    ``check_engines``: more engines to measure in. The objective takes ``engine``'s
+    latency; a latency budget must hold in every engine (:attr:`engines`), e.g. eager
+    PyTorch and OpenVINO INT8 for a network that must be fast in both.
+
     Detection measures at the search config's operating point unless these give another
     (0: the config's): ``min_size_test``, ``max_size_test`` (``INPUT.MIN/MAX_SIZE_TEST``),
     ``proposals`` (``MODEL.RPN.POST_NMS_TOPK_TEST``), ``detections``
@@ -79,6 +83,7 @@ class LatencySettings:
     max_size_test: int = 0
     proposals: int = 0
     detections: int = 0
+    check_engines: Tuple[str, ...] = ()
 
     # The config keys of the operating point, in the order of the fields above.
     OPERATING_POINT_KEYS = (
@@ -107,11 +112,23 @@ class LatencySettings:
             values[field_name] = int(node)
         return values
 
+    @property
+    def engines(self) -> Tuple[str, ...]:
+        """Every engine latencies are measured in, the objective's first."""
+        return (self.engine,) + self.check_engines
+
+    def in_engine(self, engine: str) -> "LatencySettings":
+        """These settings for one measurement in ``engine`` (no check engines)."""
+        return replace(self, engine=engine, check_engines=())
+
     def __post_init__(self):
-        if self.engine not in LATENCY_ENGINES:
-            raise ValueError(
-                f"latency engine must be one of {LATENCY_ENGINES}; got {self.engine!r}"
-            )
+        # A JSON list (a saved state) or a tuple.
+        object.__setattr__(self, "check_engines", tuple(self.check_engines))
+        for engine in self.engines:
+            if engine not in LATENCY_ENGINES:
+                raise ValueError(f"latency engine must be one of {LATENCY_ENGINES}; got {engine!r}")
+        if len(set(self.engines)) != len(self.engines):
+            raise ValueError(f"latency engines must differ; got {list(self.engines)}")
         if self.runs < 1 or self.warmup < 0 or self.threads < 1:
             raise ValueError(
                 f"latency runs and threads must be at least 1 and warmup at least 0; got "
@@ -154,7 +171,10 @@ class ExplorerSettings:
             raise ValueError("population and num_elite must be at least 1")
 
     def to_dict(self) -> Dict:
-        return asdict(self)
+        """The JSON form (lists for tuples, as the state file reads back)."""
+        data = asdict(self)
+        data["latency"]["check_engines"] = list(self.latency.check_engines)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ExplorerSettings":
