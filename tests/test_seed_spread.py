@@ -1,6 +1,7 @@
 """The seed-spread study (backbone_grid.spread_study): runs per recipe and seed, spread, table."""
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -94,7 +95,7 @@ def test_runs_recorded_in_the_committed_report_count_while_their_recipe_holds(
 def test_the_protocol_choice_states_its_spread_with_interval_and_the_seeds_it_needs():
     from atto_detectron.analysis.intervals import seeds_needed
 
-    from backbone_grid.seed_spread import protocol_choice
+    from backbone_grid.seed_spread import pooled_spread, protocol_choice
 
     def variant(recipe, weights, values):
         entry = {"recipe": recipe, "weights": weights, "dataset": "d", "label": recipe}
@@ -117,6 +118,23 @@ def test_the_protocol_choice_states_its_spread_with_interval_and_the_seeds_it_ne
     assert 'The lowest estimate is "narrow"' in lines[1]
     assert f"{seeds_needed(spread, 2.5, 3)} seeds per model" in lines[2]
     assert protocol_choice(report, {"recipe": "missing"}, 2.5, 3) == []
+
+    # Pooled over the recipes (each about its own mean) against the target std.
+    narrow = statistics.stdev([59.0, 60.0, 59.5, 60.5])
+    pooled = math.sqrt((3 * spread**2 + 3 * narrow**2) / 6)
+    assert pooled_spread(report, "ema", "d")["box"]["std"] == pytest.approx(pooled)
+    assert pooled_spread(report, "ema", "d")["dof"] == 6
+    assert pooled_spread(report, "last", "d") == {}  # no such variants
+    lines = protocol_choice(report, {"recipe": "wide", "weights": "ema"}, 2.5, 3, 1.5)
+    assert (
+        f"Pooled over the 2 recipes' runs with these weights and validation set (6 degrees "
+        f"of freedom; each recipe about its own mean), the seed standard deviation is "
+        f"{pooled:.2f} [95%: " in lines[2]
+    )
+    assert lines[2].count("(above the target of 1.5, resolved)") == 2  # box and mask
+    lines = protocol_choice(report, {"recipe": "wide", "weights": "ema"}, 2.5, 3, 2.5)
+    assert lines[2].count("not resolved against the target of 2.5") == 2
+    assert f"{seeds_needed(spread, 2.5, 3)} seeds per model" in lines[3]
 
 
 def test_a_recipe_without_an_average_trains_and_evaluates_once_per_seed(tmp_path, monkeypatch):

@@ -5,9 +5,14 @@ between seeds of AttoNet-A under each recipe, set of weights and validation set.
 
 from typing import Dict, List
 
-from atto_detectron.analysis.intervals import format_interval, seeds_needed, std_interval
+from atto_detectron.analysis.intervals import (
+    format_interval,
+    pooled_std,
+    seeds_needed,
+    std_interval,
+)
 
-__all__ = ["format_seed_spread", "protocol_choice"]
+__all__ = ["format_seed_spread", "pooled_spread", "protocol_choice"]
 
 
 def format_seed_spread(report: Dict) -> str:
@@ -41,11 +46,41 @@ def _spread(stats: Dict) -> str:
     return f"{stats['std']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
-def protocol_choice(report: Dict, chosen: Dict, half_width: float, minimum: int) -> List[str]:
+def pooled_spread(report: Dict, weights: str, dataset: str) -> Dict:
+    """
+    The seed standard deviation pooled over the recipes (each about its own mean), of
+    the variants with ``weights`` evaluated on ``dataset``: one variant per recipe, so
+    every run counts once.
+
+    Returns:
+        dict: "recipes" (how many pooled), "dof", and per task ("box", "mask") the pooled
+        std and its 95% interval (``(low, high)``); empty with fewer than 2 recipes.
+    """
+    variants = [
+        v
+        for v in report.get("variants", [])
+        if v.get("weights") == weights
+        and v.get("dataset") == dataset
+        and len(v["box"].get("values", [])) >= 2
+    ]
+    if len(variants) < 2:
+        return {}
+    dof = sum(len(v["box"]["values"]) - 1 for v in variants)
+    pooled = {"recipes": len(variants), "dof": dof}
+    for task in ("box", "mask"):
+        std = pooled_std([v[task]["values"] for v in variants])
+        pooled[task] = {"std": std, "interval": std_interval(std, dof)}
+    return pooled
+
+
+def protocol_choice(
+    report: Dict, chosen: Dict, half_width: float, minimum: int, target_std: float = None
+) -> List[str]:
     """
     Sentences on the variant the grid's protocol uses (``chosen``: its recipe, weights
-    and dataset): its spread with the interval, the others' range, and the seeds per
-    model that spread asks for (Welch half-width at most ``half_width`` AP50, at least
+    and dataset): its spread with the interval, the others' range, the spread pooled over
+    the recipes against ``target_std`` (where given), and the seeds per model that the
+    protocol's spread asks for (Welch half-width at most ``half_width`` AP50, at least
     ``minimum``).
     """
     measured = [v for v in report.get("variants", []) if len(v["box"].get("values", [])) >= 2]
@@ -74,6 +109,23 @@ def protocol_choice(report: Dict, chosen: Dict, half_width: float, minimum: int)
         lines.append(
             f"The lowest estimate is \"{lowest['label']}\" ({worst[id(lowest)]:.2f}); "
             f"{verdict}."
+        )
+    pooled = pooled_spread(report, variant.get("weights"), variant.get("dataset"))
+    if pooled and target_std is not None:
+        verdicts = []
+        for task in ("box", "mask"):
+            std, (low, high) = pooled[task]["std"], pooled[task]["interval"]
+            if low > target_std:
+                verdict = f"above the target of {target_std}, resolved"
+            elif high <= target_std:
+                verdict = f"at most the target of {target_std}, resolved"
+            else:
+                verdict = f"not resolved against the target of {target_std}"
+            verdicts.append(f"{std:.2f} [95%: {low:.2f}, {high:.2f}] {task} AP50 ({verdict})")
+        lines.append(
+            f"Pooled over the {pooled['recipes']} recipes' runs with these weights and "
+            f"validation set ({pooled['dof']} degrees of freedom; each recipe about its own "
+            f"mean), the seed standard deviation is {' and '.join(verdicts)}."
         )
     try:
         seeds = seeds_needed(spread, half_width, minimum)

@@ -81,6 +81,8 @@ HOLDOUT = "voc_synth_grid_holdout"
 # model at least 3 seeds.
 TARGET_HALF_WIDTH = 2.5
 MIN_SEEDS = 3
+# The target of the protocol's seed standard deviation, box and mask AP50.
+TARGET_SEED_STD = 1.5
 # The generated data of the protocol (tools/make_synthetic_voc.py arguments).
 GRID_DATA = {"seed": 0, "num_train": 1000, "num_holdout": 400, "num_val": 2000, "long_side": 256}
 GRID_DATA_FOLDER = "VOCsynth_grid"
@@ -718,7 +720,9 @@ def _seed_spread_section():
         return []
     with open(path) as f:
         study = json.load(f)
-    choice = protocol_choice(study, SPREAD_STUDY_VARIANT, TARGET_HALF_WIDTH, MIN_SEEDS)
+    choice = protocol_choice(
+        study, SPREAD_STUDY_VARIANT, TARGET_HALF_WIDTH, MIN_SEEDS, TARGET_SEED_STD
+    )
     return ["## Seed spread", "", format_seed_spread(study), "", " ".join(choice), ""]
 
 

@@ -25,7 +25,8 @@ in --latency-engine (detection: the config's test size and proposals/detections;
 several engines, the objective takes the first's and a latency budget holds in each). The best
 candidate of each generator that improves on all before it joins the family; the family
 is retrained from scratch on the prototype's schedule, and members whose retrained
-figures miss a requirement or the prototype's NetScore are reported as not kept.
+figures miss a requirement, or the score of a prototype that meets them, are reported as
+not kept.
 --output receives the family's spec files (loadable by tools/train_classifier.py
 --variant FILE and by MODEL.ATTONET.SPEC FILE), their weights, report.md, report.json and
 family.png. The search state is saved after every candidate: --resume continues where a
