@@ -18,7 +18,7 @@ from .records import CandidateRecord, Figures, RetrainedRecord, SearchState
 from .requirements import DesignRequirements
 from .settings import ExplorerSettings
 
-__all__ = ["FamilyMember", "derive_family", "retrain_member"]
+__all__ = ["FamilyMember", "derive_family", "prototype_score_to_beat", "retrain_member"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,14 @@ class FamilyMember:
     name: str
 
 
+def prototype_score_to_beat(figures: Figures) -> float:
+    """
+    The score a network must exceed to improve on the prototype with ``figures``: its
+    score where it meets the requirements; -inf where it misses them (it sets no bar).
+    """
+    return figures.score if figures.feasible and figures.score is not None else -math.inf
+
+
 def derive_family(state: SearchState) -> List[FamilyMember]:
     """
     The sequence of successively better generators and their best candidates: generator k
@@ -45,8 +53,7 @@ def derive_family(state: SearchState) -> List[FamilyMember]:
     prototype = state.prototype_record
     if prototype is None:
         return []
-    figures = prototype.figures
-    best = figures.score if figures.feasible and figures.score is not None else -math.inf
+    best = prototype_score_to_beat(prototype.figures)
     family = []
     for generator in state.generators:
         k = generator.index

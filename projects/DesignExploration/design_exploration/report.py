@@ -9,7 +9,7 @@ from atto_detectron.analysis.formatting import MISSING, format_number
 from atto_detectron.checkpoint import atomic_write
 from atto_detectron.modeling import AttoNetSpec
 
-from .family import derive_family
+from .family import derive_family, prototype_score_to_beat
 from .neck import NeckGenome
 from .records import Figures, SearchState
 
@@ -110,15 +110,8 @@ def family_summary(state: Union[SearchState, Mapping]) -> Dict:
         # The verdict is on the final figures: retrained from scratch, a member can miss
         # a floor it met after fine-tuning in the search.
         figures = (final or record).figures
-        # A prototype that misses the requirements sets no score to beat (as in the
-        # family's derivation).
         beats_prototype = bool(
-            figures.score is not None
-            and (
-                not prototype.figures.feasible
-                or prototype.figures.score is None
-                or figures.score > prototype.figures.score
-            )
+            figures.score is not None and figures.score > prototype_score_to_beat(prototype.figures)
         )
         rows.append(
             {
@@ -205,22 +198,20 @@ def _requirements_text(
         value = requirements.get(key)
         if isinstance(value, Mapping) and "of" in value:  # a peer not measured yet
             texts.append(f"{key} of {value['of']}")
-        elif isinstance(value, Mapping):  # a latency budget per engine
+            continue
+        if isinstance(value, Mapping):  # a latency budget per engine
             budgets = ", ".join(f"{ms:g} ms in {engine}" for engine, ms in value.items())
             text = f"latency <= {budgets}"
-            reference = (given or {}).get(key)
-            if isinstance(reference, Mapping) and "of" in reference:
-                times = reference.get("times", 1.0)
-                text += f" ({'' if times == 1.0 else f'{times:g} x '}{reference['of']})"
-            texts.append(text)
         elif value is not None:
             shown = _count(value) if kind == "count" else value
             text = template.format(acc=accuracy_name, value=shown)
-            reference = (given or {}).get(key)
-            if isinstance(reference, Mapping) and "of" in reference:
-                times = reference.get("times", 1.0)
-                text += f" ({'' if times == 1.0 else f'{times:g} x '}{reference['of']})"
-            texts.append(text)
+        else:
+            continue
+        reference = (given or {}).get(key)
+        if isinstance(reference, Mapping) and "of" in reference:
+            times = reference.get("times", 1.0)
+            text += f" ({'' if times == 1.0 else f'{times:g} x '}{reference['of']})"
+        texts.append(text)
     return texts
 
 
@@ -249,6 +240,7 @@ def _peer_lines(summary: Mapping) -> List[str]:
         return []
     acc = summary["accuracy_name"]
     masks = _shows_masks(summary)
+    engines = _latency_engines(summary)
     header = (
         f"| peer | config | {acc} | "
         + ("mask AP50 | " if masks else "")
@@ -267,7 +259,7 @@ def _peer_lines(summary: Mapping) -> List[str]:
         lines.append(
             f"| {name} | {peer['config_file']} | {format_number(peer['accuracy'], digits=2)} | "
             f"{mask}{_count(peer['params'])} | {_count(peer['mult_adds'])} | "
-            f"{' | '.join(_latency_cells(peer, _latency_engines(summary)))} |"
+            f"{' | '.join(_latency_cells(peer, engines))} |"
         )
     return lines
 
